@@ -1,0 +1,53 @@
+# Two commands are all the set-up anyone needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DATA_DIR ?= ./data
+# Debian packages the tests use: a browser for the page tests, espeak-ng/sox for fixtures.
+SYSTEM_PACKAGES := chromium espeak-ng sox
+
+.PHONY: run test test-fast bench lint system-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Stamps make re-runs instant while still reinstalling when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) -m server --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+# Installs the Debian packages the browser tests need when we can (root with apt).
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing Debian packages:$$missing (install them with apt-get)"; fi; \
+	fi
+
+test: $(VENV)/.installed-test system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything except tests marked slow; for quick local iterations only.
+test-fast: $(VENV)/.installed-test
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	$(PY) -m benchmarks
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check server pipeline tests benchmarks
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
