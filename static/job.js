@@ -1,0 +1,462 @@
+// The job page: status, progress and ETA, live log, metrics charts, transcript, stop.
+import {
+  FINAL_STATES, LiveSocket, api, formatDuration, formatTimestamp, formatWhen, parseUtc,
+  runSeconds, setBadge, showConnection,
+} from "/static/common.js";
+import { Sparkline } from "/static/charts.js";
+
+const job = JSON.parse(document.getElementById("job-data").textContent);
+const jobId = job.id;
+const jobPath = `/api/jobs/${encodeURIComponent(jobId)}`;
+const $ = (id) => document.getElementById(id);
+
+// ---- status, progress, ETA --------------------------------------------------------------
+
+const progressState = { done: null, total: null };
+// Elapsed time as the server measured it, and when we heard it, so it can tick locally.
+const elapsedState = { seconds: null, at: 0 };
+let completedLoaded = false;
+
+function elapsedNow() {
+  if (elapsedState.seconds != null && job.status === "running") {
+    return elapsedState.seconds + (performance.now() - elapsedState.at) / 1000;
+  }
+  return runSeconds(job);
+}
+
+function describeMeta() {
+  const parts = [];
+  if (job.duration_seconds != null) parts.push(`${formatDuration(job.duration_seconds)} of audio`);
+  if (job.model) parts.push(`model ${job.model}`);
+  if (job.language) parts.push(job.language === "auto" ? "language auto-detected" : `language ${job.language}`);
+  if (job.processes != null) {
+    parts.push(`${job.processes} process${job.processes === 1 ? "" : "es"} × ${job.threads ?? "?"} thread${job.threads === 1 ? "" : "s"}`);
+  }
+  if (Number(job.chunk_seconds) > 0) parts.push(`chunks of ${job.chunk_seconds} s, ${job.overlap_seconds} s overlap`);
+  const created = parseUtc(job.created_at);
+  if (created) parts.push(`created ${formatWhen(created)}`);
+  return parts.join(" · ");
+}
+
+function renderEta() {
+  const eta = $("eta");
+  const elapsed = elapsedNow();
+  if (job.status === "running") {
+    const p = Number(job.progress) || 0;
+    const bits = [];
+    if (elapsed != null) bits.push(`${formatDuration(elapsed)} elapsed`);
+    if (p >= 0.01 && p < 1 && elapsed != null && elapsed > 1) {
+      bits.push(`about ${formatDuration((elapsed * (1 - p)) / p)} left`);
+    } else if (p < 1) {
+      bits.push("estimating time left…");
+    }
+    if (progressState.done != null && elapsed > 1) {
+      bits.push(`${(progressState.done / elapsed).toFixed(1)}× real time`);
+    }
+    eta.textContent = bits.join(" · ");
+  } else if (FINAL_STATES.has(job.status) && elapsed != null) {
+    eta.textContent = `Ran for ${formatDuration(elapsed)}`;
+  } else {
+    eta.textContent = "";
+  }
+}
+
+function renderStatus() {
+  const status = job.status;
+  const final = FINAL_STATES.has(status);
+  setBadge($("status-badge"), status);
+  const progress = status === "completed" ? 1 : Math.min(1, Math.max(0, Number(job.progress) || 0));
+  $("progress-bar").value = progress;
+  $("progress-text").textContent = `${(progress * 100).toFixed(1)}%`;
+  $("job-meta").textContent = describeMeta();
+  document.title = `${final ? status : `${Math.round(progress * 100)}%`} · ${job.filename} · transcriptor`;
+
+  const queueNote = $("queue-note");
+  if (status === "queued") {
+    const pos = job.queue_position;
+    queueNote.textContent = pos == null
+      ? "Waiting in the queue."
+      : `Waiting in the queue: position ${pos}${pos === 1 ? " (next to run)" : ""}.`;
+    queueNote.hidden = false;
+  } else {
+    queueNote.hidden = true;
+  }
+
+  const endNote = $("end-note");
+  endNote.className = "alert";
+  if (status === "failed") {
+    const code = job.exit_code != null ? ` (exit code ${job.exit_code})` : "";
+    endNote.textContent = `Failed: ${job.error_message || "the transcription program stopped with an error"}${code}.`;
+    endNote.classList.add("error");
+  } else if (status === "cancelled") {
+    endNote.textContent = `Cancelled: ${job.cancel_reason || job.error_message || "no reason recorded"}.`;
+    endNote.classList.add("warning");
+  } else if (status === "completed") {
+    endNote.textContent = "Completed. The transcript is ready to download.";
+    endNote.classList.add("success");
+  }
+  endNote.hidden = !final;
+
+  $("close-note").hidden = final;
+  const stop = $("stop-button");
+  stop.hidden = final;
+  if (final) stop.disabled = true;
+  $("downloads").hidden = status !== "completed";
+  renderEta();
+
+  if (status === "completed" && !completedLoaded) {
+    completedLoaded = true;
+    // The finished transcript is authoritative (chunk overlaps are merged): show it whole.
+    loadSegments(true);
+  }
+}
+
+function applyJob(data) {
+  if (!data) return;
+  const wasFinal = FINAL_STATES.has(job.status);
+  Object.assign(job, data);
+  if (FINAL_STATES.has(job.status) && !wasFinal) {
+    // Fill in what a status message does not carry (finished_at, duration...).
+    api(jobPath).then((full) => { Object.assign(job, full); renderStatus(); }).catch(() => {});
+  }
+  if (data.metrics) showMetrics(data.metrics, false);
+  renderStatus();
+}
+
+// ---- log panel ---------------------------------------------------------------------------
+
+const MAX_LOG_LINES = 3000;
+const logEl = $("log");
+const jumpButton = $("jump-end");
+let lastLogSeq = 0;
+let pending = []; // [seq, text, kind] waiting for the next animation frame
+let frame = 0;
+let following = true;
+let droppedFromView = 0;
+
+function scheduleFlush() {
+  if (!frame) frame = requestAnimationFrame(flushLog);
+}
+
+function queueLogItem(item) {
+  pending.push(item);
+  // A tab in the background gets no frames: keep only what could be shown anyway.
+  if (pending.length > MAX_LOG_LINES) {
+    droppedFromView += pending.length - MAX_LOG_LINES;
+    pending = pending.slice(-MAX_LOG_LINES);
+  }
+  scheduleFlush();
+}
+
+function lineElement([seq, text, kind]) {
+  const div = document.createElement("div");
+  if (kind === "gap") {
+    div.className = "log-gap";
+    div.textContent = `${text} — `;
+    const link = document.createElement("a");
+    link.href = `${jobPath}/log`;
+    link.setAttribute("download", "");
+    link.textContent = "download the full log";
+    div.append(link);
+    return div;
+  }
+  div.className = "log-line";
+  div.dataset.seq = seq;
+  const no = document.createElement("span");
+  no.className = "no";
+  no.textContent = seq == null ? "" : seq;
+  const tx = document.createElement("span");
+  tx.className = "tx";
+  tx.textContent = text;
+  if (/^\[segment /.test(text)) div.classList.add("is-segment");
+  else if (/^\[progress\]/.test(text)) div.classList.add("is-progress");
+  else if (/\b(error|traceback|exception|failed)\b/i.test(text)) div.classList.add("is-error");
+  div.append(no, tx);
+  return div;
+}
+
+function flushLog() {
+  frame = 0;
+  if (pending.length === 0) return;
+  const fragment = document.createDocumentFragment();
+  for (const item of pending) fragment.append(lineElement(item));
+  pending = [];
+  logEl.append(fragment);
+  const excess = logEl.childElementCount - MAX_LOG_LINES;
+  if (excess > 0) {
+    const before = logEl.scrollHeight;
+    for (let i = 0; i < excess; i++) logEl.firstElementChild.remove();
+    droppedFromView += excess;
+    // Keep what the reader is looking at in place when lines leave the top.
+    if (!following) logEl.scrollTop -= before - logEl.scrollHeight;
+  }
+  if (following) logEl.scrollTop = logEl.scrollHeight;
+  updateLogCount();
+}
+
+function updateLogCount() {
+  const parts = [];
+  if (lastLogSeq > 0) parts.push(`${lastLogSeq} line${lastLogSeq === 1 ? "" : "s"}`);
+  if (droppedFromView > 0) parts.push(`the last ${MAX_LOG_LINES} shown`);
+  $("log-count").textContent = parts.join(", ");
+}
+
+logEl.addEventListener("scroll", () => {
+  const fromBottom = logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight;
+  following = fromBottom < 24;
+  jumpButton.hidden = following;
+});
+
+jumpButton.addEventListener("click", () => {
+  following = true;
+  jumpButton.hidden = true;
+  logEl.scrollTop = logEl.scrollHeight;
+  logEl.focus();
+});
+
+function onLog(message) {
+  const seq = Number(message.seq);
+  if (!Number.isFinite(seq) || seq <= lastLogSeq) return; // already shown (replay overlap)
+  lastLogSeq = seq;
+  queueLogItem([seq, String(message.line ?? ""), "line"]);
+}
+
+function onGap(message) {
+  const missed = Number(message.missed) || 0;
+  const next = Number(message.next_seq);
+  if (Number.isFinite(next) && next - 1 > lastLogSeq) lastLogSeq = next - 1;
+  if (missed > 0) queueLogItem([null, `${missed} line${missed === 1 ? "" : "s"} skipped`, "gap"]);
+}
+
+// A finished job whose lines the server no longer holds: show the file's tail instead.
+async function loadLogTailIfEmpty() {
+  if (lastLogSeq > 0 || logEl.childElementCount > 0 || pending.length > 0) return;
+  try {
+    const body = await api(`${jobPath}/logs?lines=${MAX_LOG_LINES}`);
+    if (lastLogSeq > 0 || logEl.childElementCount > 0) return;
+    for (const line of body.lines || []) queueLogItem([null, line, "line"]);
+  } catch {
+    // The log may not exist (the job never started); the panel stays empty.
+  }
+}
+
+// ---- metrics -----------------------------------------------------------------------------
+
+const cpuChart = new Sparkline($("cpu-chart"), { minMax: 100, unit: "%", peakEl: $("cpu-peak"), cssColor: "--cpu" });
+const memChart = new Sparkline($("mem-chart"), { minMax: 64, unit: " MB", peakEl: $("mem-peak"), cssColor: "--mem" });
+
+function showMetrics(m, sample = true) {
+  if (!m) return;
+  if (m.cpu_percent != null) $("m-cpu").textContent = `${Number(m.cpu_percent).toFixed(0)}%`;
+  if (m.memory_mb != null) $("m-mem").textContent = `${Number(m.memory_mb).toFixed(0)} MB`;
+  if (m.elapsed_seconds != null) {
+    elapsedState.seconds = Number(m.elapsed_seconds);
+    elapsedState.at = performance.now();
+    $("m-elapsed").textContent = formatDuration(elapsedState.seconds);
+  }
+  if (m.pid != null) $("m-pid").textContent = m.pid;
+  if (m.num_processes != null) $("m-procs").textContent = m.num_processes;
+  if (sample) {
+    cpuChart.push(m.cpu_percent);
+    memChart.push(m.memory_mb);
+  }
+}
+
+async function loadMetrics() {
+  try {
+    const body = await api(`${jobPath}/metrics`);
+    const history = body.metrics || [];
+    // Live samples that arrived first belong after the history.
+    const liveCpu = cpuChart.values.splice(0);
+    const liveMem = memChart.values.splice(0);
+    for (const m of history) {
+      cpuChart.values.push(Number(m.cpu_percent) || 0);
+      memChart.values.push(Number(m.memory_mb) || 0);
+    }
+    cpuChart.values.push(...liveCpu);
+    memChart.values.push(...liveMem);
+    cpuChart.schedule();
+    memChart.schedule();
+    if (liveCpu.length === 0 && history.length > 0) showMetrics(history.at(-1), false);
+  } catch {
+    cpuChart.schedule();
+    memChart.schedule();
+  }
+}
+
+// ---- transcript --------------------------------------------------------------------------
+
+const transcriptEl = $("transcript");
+const segmentSeqs = new Set();
+const segmentKeys = new Set();
+
+function segmentKey(s) {
+  return `${Number(s.start).toFixed(2)}|${Number(s.end).toFixed(2)}|${String(s.text).trim()}`;
+}
+
+function addSegment(s) {
+  if (s.seq != null) {
+    if (segmentSeqs.has(s.seq)) return;
+    segmentSeqs.add(s.seq);
+  }
+  const key = segmentKey(s);
+  if (segmentKeys.has(key)) return;
+  segmentKeys.add(key);
+  const li = document.createElement("li");
+  li.className = "segment";
+  li.dataset.start = s.start;
+  const time = document.createElement("span");
+  time.className = "ts";
+  time.textContent = `${formatTimestamp(s.start)} – ${formatTimestamp(s.end)}`;
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = String(s.text).trim();
+  li.append(time, text);
+  // Workers on parallel chunks finish out of order: keep the list in audio order.
+  let after = null;
+  for (let node = transcriptEl.lastElementChild; node; node = node.previousElementSibling) {
+    if (Number(node.dataset.start) <= Number(s.start)) {
+      after = node;
+      break;
+    }
+  }
+  const nearEnd = transcriptEl.scrollHeight - transcriptEl.scrollTop - transcriptEl.clientHeight < 24;
+  if (after) after.after(li);
+  else transcriptEl.prepend(li);
+  $("transcript-empty").hidden = true;
+  if (nearEnd && after === transcriptEl.lastElementChild.previousElementSibling) {
+    transcriptEl.scrollTop = transcriptEl.scrollHeight;
+  }
+}
+
+async function loadSegments(replace = false) {
+  try {
+    const body = await api(`${jobPath}/segments`);
+    const segments = body.segments || [];
+    if (replace && segments.length > 0) {
+      transcriptEl.replaceChildren();
+      segmentKeys.clear();
+    }
+    for (const s of segments) addSegment({ start: s.start, end: s.end, text: s.text });
+    if (transcriptEl.childElementCount === 0 && FINAL_STATES.has(job.status)) {
+      $("transcript-empty").textContent = job.status === "completed"
+        ? "No speech was found in this audio."
+        : "No transcript was produced.";
+    }
+  } catch {
+    // Nothing yet; live segments will come over the socket.
+  }
+}
+
+// ---- stop ----------------------------------------------------------------------------------
+
+const stopButton = $("stop-button");
+const dialog = $("stop-dialog");
+
+stopButton.addEventListener("click", () => {
+  if (typeof dialog.showModal === "function") {
+    dialog.returnValue = "";
+    dialog.showModal();
+  } else if (window.confirm("Stop this job? The transcription and its processes will be stopped.")) {
+    stopJob();
+  }
+});
+
+dialog.addEventListener("close", () => {
+  if (dialog.returnValue === "stop") stopJob();
+  else stopButton.focus();
+});
+
+async function stopJob() {
+  stopButton.disabled = true;
+  stopButton.textContent = "Stopping…";
+  try {
+    applyJob(await api(`${jobPath}/stop`, { method: "POST" }));
+  } catch (error) {
+    if (error.status === 409) {
+      applyJob(await api(jobPath).catch(() => null));
+    } else {
+      const endNote = $("end-note");
+      endNote.className = "alert error";
+      endNote.textContent = `Could not stop the job: ${error.message}`;
+      endNote.hidden = false;
+      stopButton.disabled = false;
+    }
+  } finally {
+    stopButton.textContent = "Stop job";
+  }
+}
+
+// ---- the live channel ----------------------------------------------------------------------
+
+function onMessage(message) {
+  if (message.job != null && String(message.job) !== String(jobId)) return;
+  switch (message.type) {
+    case "status":
+      applyJob({
+        status: message.status,
+        ...("progress" in message ? { progress: message.progress } : {}),
+        exit_code: message.exit_code ?? job.exit_code,
+        error_message: message.error_message ?? job.error_message,
+        cancel_reason: message.cancel_reason ?? job.cancel_reason,
+        queue_position: message.queue_position ?? null,
+      });
+      break;
+    case "log":
+      onLog(message);
+      break;
+    case "progress":
+      if (message.done_seconds != null) progressState.done = Number(message.done_seconds);
+      if (message.total_seconds != null) progressState.total = Number(message.total_seconds);
+      if (job.status === "queued") job.status = "running";
+      job.progress = Number(message.progress) || 0;
+      renderStatus();
+      break;
+    case "segment":
+      addSegment(message);
+      break;
+    case "metrics":
+      showMetrics(message);
+      break;
+    case "gap":
+      onGap(message);
+      break;
+    case "error": {
+      const note = $("end-note");
+      if (note.hidden) {
+        note.className = "alert error";
+        note.textContent = `Server: ${message.error}`;
+        note.hidden = false;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+const socket = new LiveSocket({
+  onOpen: (ws) => {
+    const subscribe = { type: "subscribe", job: jobId };
+    // Resume after the last line shown, so a reconnect neither loses nor repeats one.
+    if (lastLogSeq > 0) subscribe.since = lastLogSeq;
+    ws.send(subscribe);
+  },
+  onMessage,
+  onState: (state) => {
+    showConnection(state);
+    document.body.dataset.connection = state;
+  },
+});
+
+setInterval(() => {
+  if (job.status === "running") renderEta();
+}, 1000);
+
+renderStatus();
+socket.connect();
+loadSegments();
+loadMetrics();
+if (FINAL_STATES.has(job.status)) setTimeout(loadLogTailIfEmpty, 1500);
+// Tests and curious people can look at the page's state.
+window.transcriptorJob = { job, socket, get lastLogSeq() { return lastLogSeq; } };
