@@ -1,0 +1,255 @@
+"""`python -m pipeline INPUT --out-dir DIR`: transcribe one audio or video file.
+
+Exit codes: 0 done; 1 internal failure (a worker died); 2 bad input, bad option or an
+unusable model (one `error: ` line, no output files); 130 SIGINT; 143 SIGTERM (the
+finished segments are kept in transcript.partial.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from pipeline import settings as defaults
+from pipeline.audio import ProbeError, probe
+from pipeline.formats import FORMATS
+from pipeline.settings import Settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown format(s) {', '.join(unknown) or '(none)'}; choose from {','.join(FORMATS)}"
+        )
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Transcribe one audio or video file with faster-whisper. Writes "
+        "transcript.{txt,srt,vtt,json} into --out-dir.",
+        epilog="Exit codes: 0 done, 1 internal failure, 2 bad input or model, "
+        "130 interrupted (SIGINT), 143 stopped (SIGTERM; finished segments are kept in "
+        "transcript.partial.json).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("input", type=Path, help="audio or video file (anything PyAV can decode)")
+    add("--out-dir", type=Path, required=True, help="directory for the transcript files")
+    add(
+        "--model",
+        default=defaults.DEFAULT_MODEL,
+        help="tiny.en (bundled, works offline), a faster-whisper model name (downloaded "
+        "when the network allows), or a local CTranslate2 model folder",
+    )
+    add("--language", default="auto", help="'auto' to detect, or a language code such as en")
+    add(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        help="worker processes, each loading the model once (capped at the core count)",
+    )
+    add(
+        "--threads",
+        type=_non_negative_int,
+        default=0,
+        help="CPU threads per worker; 0 divides the cores among the workers "
+        "(processes × threads is capped at the core count)",
+    )
+    add(
+        "--chunk-seconds",
+        type=_non_negative_float,
+        default=0.0,
+        help="length of the pieces of audio handed to workers; 0 gives one piece per worker",
+    )
+    add(
+        "--overlap-seconds",
+        type=_non_negative_float,
+        default=defaults.DEFAULT_OVERLAP_SECONDS,
+        help="overlap between neighbouring pieces, merged by word timestamps",
+    )
+    add("--beam-size", type=_positive_int, default=defaults.DEFAULT_BEAM_SIZE, help="beam width")
+    add(
+        "--batch-size",
+        type=_non_negative_int,
+        default=defaults.DEFAULT_BATCH_SIZE,
+        help="windows decoded together by faster-whisper's BatchedInferencePipeline; "
+        "0 decodes sequentially",
+    )
+    add(
+        "--vad",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="cut the audio at pauses with Silero VAD and skip silence (batching needs it; "
+        "--no-vad decodes sequentially)",
+    )
+    add(
+        "--formats",
+        type=_formats,
+        default=FORMATS,
+        help=f"comma-separated output formats out of {','.join(FORMATS)}",
+    )
+    add("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="where to run the model")
+    add(
+        "--compute-type",
+        default="auto",
+        help="CTranslate2 compute type (int8, float32, float16, ...); auto picks int8 on CPU",
+    )
+    add(
+        "--lifeline",
+        action="store_true",
+        help="stdin is a pipe from the parent: when it closes, the parent is gone and the "
+        "program kills itself and its workers",
+    )
+    return parser
+
+
+class _Printer:
+    """Print each line at once; a vanished reader must not turn into a traceback."""
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def __call__(self, line: str) -> None:
+        if self.broken:
+            return
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self.broken = True
+            # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), sys.stdout.fileno())
+
+
+def _fail(say: _Printer, message: str, code: int) -> int:
+    say(f"error: {message}")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    say = _Printer()
+    began = time.monotonic()
+
+    from pipeline import transcribe
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        raise transcribe.Stopped(name, 128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    settings = Settings(
+        input=args.input,
+        out_dir=args.out_dir,
+        model=args.model,
+        language=args.language,
+        processes=args.processes,
+        threads=args.threads,
+        chunk_seconds=args.chunk_seconds,
+        overlap_seconds=args.overlap_seconds,
+        beam_size=args.beam_size,
+        batch_size=args.batch_size,
+        vad=args.vad,
+        formats=args.formats,
+        device=args.device,
+        compute_type=args.compute_type,
+        lifeline=args.lifeline,
+    )
+    run = transcribe.Run(settings)
+    if settings.lifeline:
+        from pipeline import lifeline
+
+        def parent_gone() -> None:
+            say("stopped: parent gone (stdin closed); killing workers")
+            lifeline.kill_everything(run.worker_pids)
+
+        lifeline.watch_stdin(parent_gone)
+
+    stage = "probe"
+    try:
+        try:
+            duration = probe(settings.input)
+        except ProbeError as error:
+            return _fail(say, str(error), EXIT_BAD_INPUT)
+        say(f"input {settings.input}: {duration:.2f} s of audio")
+        stage = "model"
+        from pipeline.models import ModelError, resolve_model
+
+        try:
+            model_path = resolve_model(settings.model)
+        except ModelError as error:
+            return _fail(say, str(error), EXIT_BAD_INPUT)
+        if settings.device == "cuda" and not _cuda_available():
+            return _fail(say, "--device cuda: no CUDA device found", EXIT_BAD_INPUT)
+        run.settings = settings = _with_model(settings, model_path)
+        stage = "transcribe"
+        try:
+            written = transcribe.transcribe(settings, duration, say, run)
+        except ProbeError as error:
+            return _fail(say, str(error), EXIT_BAD_INPUT)
+        except transcribe.WorkerFailed as error:
+            return _fail(say, str(error), EXIT_FAILED)
+        say("wrote " + ", ".join(str(p) for p in written))
+        return EXIT_OK
+    except transcribe.Stopped as stopped:
+        if stage == "transcribe":
+            transcribe.stop(run, stopped, say)
+        else:
+            say(f"stopped by {stopped.reason} after {time.monotonic() - began:.2f} s")
+        sys.stdout.flush()
+        # Skip interpreter teardown (queue feeder threads, atexit joins): exit now.
+        os._exit(stopped.exit_code)
+
+
+def _with_model(settings: Settings, model_path: str) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, model_path=model_path)
+
+
+def _cuda_available() -> bool:
+    import ctranslate2
+
+    return bool(ctranslate2.get_cuda_device_count())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

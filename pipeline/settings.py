@@ -1,0 +1,93 @@
+"""The one Settings object of a run, and how it fits the machine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pipeline.formats import FORMATS
+
+# Chosen by measurement on a 2-core box: see benchmarks/PIPELINE_NOTES.md.
+DEFAULT_MODEL = "tiny.en"
+DEFAULT_BEAM_SIZE = 5
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_OVERLAP_SECONDS = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    input: Path
+    out_dir: Path
+    model: str = DEFAULT_MODEL
+    model_path: str = ""  # filled in once the model is resolved
+    language: str = "auto"
+    processes: int = 1
+    threads: int = 0  # 0: the cores divided among the processes
+    chunk_seconds: float = 0.0  # 0: one chunk per process
+    overlap_seconds: float = DEFAULT_OVERLAP_SECONDS
+    beam_size: int = DEFAULT_BEAM_SIZE
+    batch_size: int = DEFAULT_BATCH_SIZE  # 0: sequential decoding
+    vad: bool = True
+    formats: tuple[str, ...] = FORMATS
+    device: str = "cpu"
+    compute_type: str = "auto"
+    lifeline: bool = False
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def language_code(self) -> str | None:
+        return None if self.language == "auto" else self.language
+
+    @property
+    def effective_compute_type(self) -> str:
+        if self.compute_type != "auto":
+            return self.compute_type
+        # int8 is the fastest on CPU at the same WER (PIPELINE_NOTES.md); GPUs like fp16.
+        return "int8" if self.device == "cpu" else "default"
+
+    @property
+    def batched(self) -> bool:
+        # Batching needs VAD to cut the audio into windows.
+        return self.batch_size > 0 and self.vad
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def fit_to_machine(settings: Settings, cores: int) -> Settings:
+    """Cap processes × threads at the core count.
+
+    Over-subscribed CTranslate2 threads fight for cores and make every worker slower, so
+    asking for more never makes a run slower than one process using all cores.
+    """
+    notes: list[str] = []
+    processes = max(1, settings.processes)
+    if processes > cores and settings.device == "cpu":
+        notes.append(f"{settings.processes} processes on {cores} cores: using {cores}")
+        processes = cores
+    threads = settings.threads if settings.threads > 0 else max(1, cores // processes)
+    if settings.device == "cpu" and processes * threads > cores:
+        fitted = max(1, cores // processes)
+        notes.append(
+            f"{processes} processes × {threads} threads exceeds {cores} cores: "
+            f"using {fitted} thread(s) per process"
+        )
+        threads = fitted
+    return replace(
+        settings, processes=processes, threads=threads, warnings=settings.warnings + tuple(notes)
+    )
+
+
+def chunk_length(settings: Settings, duration: float) -> float:
+    """The chunk length to plan with: --chunk-seconds, or one chunk per process."""
+    if settings.chunk_seconds > 0:
+        return settings.chunk_seconds
+    if settings.processes <= 1:
+        return 0.0
+    # Each extra chunk costs a partly empty batch and a boundary; one per process is enough.
+    return duration / settings.processes + settings.overlap_seconds
