@@ -53,8 +53,8 @@ class Config:
     log_cap_mb: float = setting(100.0, "size cap of each job's log file, in MB", metavar="N")
     pipeline_command: tuple[str, ...] = setting(
         (),
-        "command that runs the transcription program (default: this Python with -m pipeline); "
-        "a space-separated list when given as an environment variable",
+        "command that runs the transcription program, shell-quoted "
+        "(default: this Python with -m pipeline)",
         metavar="CMD",
     )
     default_model: str = setting("tiny.en", "model used when an upload names none", metavar="NAME")

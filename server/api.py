@@ -1,0 +1,198 @@
+"""JSON endpoints. Errors become {"error": ...} through server.errors.error_middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from server import keys
+from server.errors import ApiError
+from server.jobstate import REASON_STOPPED, JobStatus
+from server.logtail import tail_lines
+from server.runner import saved_segments
+from server.uploads import Upload, UploadReceiver
+
+TRANSCRIPT_TYPES = {
+    "txt": "text/plain",
+    "srt": "application/x-subrip",
+    "vtt": "text/vtt",
+    "json": "application/json",
+}
+MAX_LOG_LINES = 10_000
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_LANGUAGE = re.compile(r"^(auto|[a-z]{2,3})$")
+
+
+def _number(fields: dict[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = fields.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number, not {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
+def job_options(fields: dict[str, str], request: web.Request) -> dict[str, Any]:
+    """Validated job options from the upload form, with the server's defaults."""
+    config = request.app[keys.CONFIG]
+    model = fields.get("model") or config.default_model
+    if not _MODEL_NAME.match(model):
+        raise ApiError(400, f"unknown model name {model[:40]!r}: use a name such as tiny.en")
+    language = (fields.get("language") or "auto").lower()
+    if not _LANGUAGE.match(language):
+        raise ApiError(400, "language must be 'auto' or a language code such as 'en'")
+    processes = _number(fields, "processes", config.default_processes, 1, 16)
+    threads = _number(fields, "threads", config.default_threads, 1, 64)
+    if processes != int(processes) or threads != int(threads):
+        raise ApiError(400, "processes and threads must be whole numbers")
+    chunk = _number(fields, "chunk_seconds", config.default_chunk_seconds, 0, 3600)
+    overlap = _number(fields, "overlap_seconds", config.default_overlap_seconds, 0, 60)
+    if chunk and overlap * 2 >= chunk:
+        raise ApiError(400, "overlap_seconds must be less than half of chunk_seconds")
+    on_disconnect = fields.get("on_disconnect") or "cancel"
+    if on_disconnect not in {"cancel", "keep"}:
+        raise ApiError(400, "on_disconnect must be 'cancel' or 'keep'")
+    return {
+        "model": model,
+        "language": language,
+        "processes": int(processes),
+        "threads": int(threads),
+        "chunk_seconds": chunk,
+        "overlap_seconds": overlap,
+        "on_disconnect": on_disconnect,
+    }
+
+
+async def _job_or_404(request: web.Request) -> dict[str, Any]:
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise ApiError(404, f"no job {raw[:20]!r}")
+    job = await request.app[keys.STORE].get_job(int(raw))
+    if job is None:
+        raise ApiError(404, f"no job {raw}")
+    return job
+
+
+async def create_job(request: web.Request) -> web.Response:
+    upload: Upload = await UploadReceiver(request.app[keys.CONFIG]).receive(request)
+    try:
+        options = job_options(upload.fields, request)
+        job = await request.app[keys.STORE].create_job(
+            filename=upload.filename,
+            original_path=str(upload.path),
+            duration_seconds=upload.duration_seconds,
+            **options,
+        )
+    except BaseException:
+        upload.discard()
+        raise
+    runner = request.app[keys.RUNNER]
+    runner.submit(job["id"])
+    view = runner.view(job)
+    request.app[keys.CHANNELS].publish_job(view)
+    return web.json_response(view, status=201)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    runner = request.app[keys.RUNNER]
+    jobs = await request.app[keys.STORE].list_jobs()
+    return web.json_response({"jobs": [runner.view(job) for job in jobs]})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    return web.json_response(request.app[keys.RUNNER].view(await _job_or_404(request)))
+
+
+async def stop_job(request: web.Request) -> web.Response:
+    job = await _job_or_404(request)
+    if JobStatus(job["status"]).is_final:
+        raise ApiError(409, f"job {job['id']} already ended ({job['status']})")
+    runner = request.app[keys.RUNNER]
+    await runner.cancel(job["id"], REASON_STOPPED)
+    job = await _job_or_404(request)
+    return web.json_response(runner.view(job))
+
+
+async def job_logs(request: web.Request) -> web.Response:
+    job = await _job_or_404(request)
+    try:
+        count = int(request.query.get("lines", "50"))
+    except ValueError:
+        raise ApiError(400, "lines must be a whole number") from None
+    if not 0 < count <= MAX_LOG_LINES:
+        raise ApiError(400, f"lines must be between 1 and {MAX_LOG_LINES}")
+    path = job.get("log_file_path")
+    lines = await asyncio.to_thread(tail_lines, Path(path), count) if path else []
+    return web.json_response({"lines": lines})
+
+
+async def job_log_file(request: web.Request) -> web.StreamResponse:
+    job = await _job_or_404(request)
+    path = job.get("log_file_path")
+    if not path or not os.path.isfile(path):
+        raise ApiError(404, f"job {job['id']} has no log yet")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="job-{job["id"]}.log"',
+        },
+    )
+
+
+async def job_segments(request: web.Request) -> web.Response:
+    job = await _job_or_404(request)
+    live = request.app[keys.RUNNER].live_segments(job["id"])
+    if live is not None:
+        return web.json_response({"segments": live})
+    out_dir = job.get("output_path")
+    segments = await asyncio.to_thread(saved_segments, Path(out_dir)) if out_dir else []
+    return web.json_response({"segments": segments})
+
+
+async def job_metrics(request: web.Request) -> web.Response:
+    job = await _job_or_404(request)
+    samples = await request.app[keys.STORE].get_metrics(job["id"])
+    return web.json_response({"metrics": samples})
+
+
+async def transcript(request: web.Request) -> web.StreamResponse:
+    job = await _job_or_404(request)
+    kind = request.match_info["kind"]
+    if kind not in TRANSCRIPT_TYPES:
+        raise ApiError(404, f"no transcript format {kind[:10]!r}; use txt, srt, vtt or json")
+    if job["status"] != JobStatus.COMPLETED or not job.get("output_path"):
+        raise ApiError(404, f"job {job['id']} has no transcript ({job['status']})")
+    path = Path(job["output_path"]) / f"transcript.{kind}"
+    if not path.is_file():
+        raise ApiError(404, f"job {job['id']} produced no {kind} transcript")
+    stem = Path(job["filename"]).stem or "transcript"
+    safe_stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80]
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": f"{TRANSCRIPT_TYPES[kind]}; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{safe_stem}.{kind}"',
+        },
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    runner = request.app[keys.RUNNER]
+    return web.json_response(
+        {
+            "status": "ok",
+            "running": len(runner.running),
+            "queued": len(runner.queue),
+            "instance": runner.instance_id,
+        }
+    )

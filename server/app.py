@@ -1,0 +1,125 @@
+"""create_app(config): the app, its routes, and the resources it owns.
+
+Each resource is a cleanup_ctx generator (set up, yield, tear down), so teardown runs only
+for what was set up, in reverse order: the monitor stops before the runner kills its jobs,
+and the runner before the store closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import WSCloseCode, web
+
+from server import keys
+from server.auth import origin_middleware, token_middleware
+from server.channels import Channels
+from server.config import Config
+from server.errors import error_middleware
+from server.executor import Executor, LocalExecutor
+from server.monitor import Monitor
+from server.processes import ProcessManager, read_identity
+from server.routes import setup_routes
+from server.runner import Runner
+from server.store import Store
+
+log = logging.getLogger(__name__)
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def create_app(config: Config, *, executor: Executor | None = None) -> web.Application:
+    middlewares = [error_middleware, origin_middleware]
+    if config.token:
+        middlewares.append(token_middleware(config.token))
+    app = web.Application(middlewares=middlewares)
+    app[keys.CONFIG] = config
+    app[keys.SOCKETS] = weakref.WeakSet()
+    aiohttp_jinja2.setup(
+        app, loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True
+    )
+    setup_routes(app)
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_runner_ctx(executor))
+    app.cleanup_ctx.append(_monitor_ctx)
+    app.on_shutdown.append(_close_websockets)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[keys.CONFIG]
+    for folder in (config.data_dir, config.uploads_dir, config.logs_dir, config.outputs_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(config.db_path)
+    app[keys.STORE] = store
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+def _runner_ctx(executor: Executor | None):  # type: ignore[no-untyped-def]
+    async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
+        config, store = app[keys.CONFIG], app[keys.STORE]
+        me = read_identity(os.getpid())
+        assert me is not None, "a running process can read its own /proc entry"
+        instance_id = await store.register_instance(
+            pid=me.pid, start_ticks=me.start_ticks, boot_id=me.boot_id
+        )
+        processes = ProcessManager(store, kill_grace=config.kill_grace, instance_id=instance_id)
+        app[keys.PROCESSES] = processes
+        # Settle what a previous instance left running before taking new work.
+        for report in await processes.cleanup_orphaned_processes(
+            config.orphan_timeout, live_instance_ids={instance_id}
+        ):
+            log.warning("job %s: %s", report.job_id, report.reason)
+        channels = Channels()
+        runner = Runner(
+            config,
+            store,
+            executor or LocalExecutor(processes),
+            channels,
+            instance_id=instance_id,
+        )
+        channels.on_last_left = runner.client_left
+        channels.on_joined = runner.client_joined
+        app[keys.CHANNELS] = channels
+        app[keys.RUNNER] = runner
+        await runner.start()
+        try:
+            yield
+        finally:
+            await runner.shutdown()
+
+    return runner_ctx
+
+
+async def _monitor_ctx(app: web.Application) -> AsyncIterator[None]:
+    runner = app[keys.RUNNER]
+    monitor = Monitor(
+        app[keys.CONFIG],
+        app[keys.STORE],
+        runner,
+        app[keys.PROCESSES],
+        instance_id=runner.instance_id,
+    )
+    app[keys.MONITOR] = monitor
+    task = asyncio.create_task(monitor.run(), name="monitor")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _close_websockets(app: web.Application) -> None:
+    for ws in list(app[keys.SOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

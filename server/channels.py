@@ -1,0 +1,181 @@
+"""Per-job pub/sub: numbered log lines, a replay buffer, one bounded queue per subscriber.
+
+Publishing never awaits: each message is encoded once and offered to every subscriber's
+queue with put_nowait, so one slow client never holds the others back. A subscriber whose
+queue is full loses messages; it is then told how many log lines it missed (a `gap`
+message) as soon as it has room again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.protocol import Event, Progress, Segment
+
+SUBSCRIBER_QUEUE_SIZE = 4096
+REPLAY_LINES = 5000
+
+
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One websocket's view of the channels: its queue of encoded messages."""
+
+    queue: asyncio.Queue[str] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=SUBSCRIBER_QUEUE_SIZE)
+    )
+    missed: dict[int, int] = field(default_factory=dict)  # job -> log lines dropped
+    total_missed: int = 0
+
+    def offer(self, job_id: int, encoded: str, seq: int | None) -> None:
+        pending = self.missed.get(job_id)
+        if pending and self.queue.maxsize - self.queue.qsize() >= 2:
+            next_seq = seq if seq is not None else 0
+            gap = {"type": "gap", "job": job_id, "missed": pending, "next_seq": next_seq}
+            self.queue.put_nowait(encode(gap))
+            del self.missed[job_id]
+        try:
+            self.queue.put_nowait(encoded)
+        except asyncio.QueueFull:
+            if seq is not None:
+                self.missed[job_id] = self.missed.get(job_id, 0) + 1
+                self.total_missed += 1
+
+    def send_direct(self, encoded: str) -> None:
+        """Queue a reply to this subscriber alone; dropped only if the queue is full."""
+        try:
+            self.queue.put_nowait(encoded)
+        except asyncio.QueueFull:
+            pass
+
+
+@dataclass(eq=False)
+class Channel:
+    job_id: int
+    seq: int = 0
+    subscribers: set[Subscriber] = field(default_factory=set)
+    # (seq, encoded) for log lines and the events parsed from them, oldest first.
+    replay: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=REPLAY_LINES * 2))
+    had_subscriber: bool = False
+
+    def publish_line(self, line: str, event: Event | None) -> int:
+        self.seq += 1
+        seq = self.seq
+        self._publish_seq(seq, {"type": "log", "job": self.job_id, "seq": seq, "line": line})
+        if isinstance(event, Progress):
+            message = {
+                "type": "progress",
+                "job": self.job_id,
+                "seq": seq,
+                "progress": event.fraction,
+                "done_seconds": event.done_seconds,
+                "total_seconds": event.total_seconds,
+            }
+            self._publish_seq(seq, message)
+        elif isinstance(event, Segment):
+            message = {
+                "type": "segment",
+                "job": self.job_id,
+                "seq": seq,
+                "start": event.start,
+                "end": event.end,
+                "text": event.text,
+            }
+            self._publish_seq(seq, message)
+        return seq
+
+    def _publish_seq(self, seq: int, message: dict[str, Any]) -> None:
+        encoded = encode(message)
+        self.replay.append((seq, encoded))
+        for subscriber in self.subscribers:
+            subscriber.offer(self.job_id, encoded, seq if message["type"] == "log" else None)
+
+    def publish(self, message: dict[str, Any]) -> None:
+        """A message with no log sequence (status, metrics): live only, never replayed."""
+        encoded = encode(message)
+        for subscriber in self.subscribers:
+            subscriber.offer(self.job_id, encoded, None)
+
+    def replay_since(self, since: int) -> tuple[list[str], int]:
+        """Buffered messages after `since`, and how many log lines are no longer held."""
+        oldest = self.replay[0][0] if self.replay else self.seq + 1
+        missed = max(0, oldest - since - 1) if since < self.seq else 0
+        return [encoded for seq, encoded in self.replay if seq > since], missed
+
+
+class Channels:
+    """All job channels plus the job-list feed.
+
+    `on_last_left(job_id)` is called when a job's last subscriber leaves: the auto-kill
+    trigger. `on_joined(job_id)` is called on every subscribe, so a pending cancel can be
+    called off (a page reload).
+    """
+
+    def __init__(
+        self,
+        *,
+        on_last_left: Callable[[int], None] | None = None,
+        on_joined: Callable[[int], None] | None = None,
+    ) -> None:
+        self._channels: dict[int, Channel] = {}
+        self._feed: set[Subscriber] = set()
+        self.on_last_left = on_last_left
+        self.on_joined = on_joined
+
+    def get(self, job_id: int) -> Channel:
+        channel = self._channels.get(job_id)
+        if channel is None:
+            channel = self._channels[job_id] = Channel(job_id)
+        return channel
+
+    def find(self, job_id: int) -> Channel | None:
+        return self._channels.get(job_id)
+
+    def drop(self, job_id: int) -> None:
+        """Forget a finished job's channel once nobody listens (its log file remains)."""
+        channel = self._channels.get(job_id)
+        if channel is not None and not channel.subscribers:
+            del self._channels[job_id]
+
+    def subscriber_count(self, job_id: int) -> int:
+        channel = self._channels.get(job_id)
+        return len(channel.subscribers) if channel else 0
+
+    def subscribe(self, job_id: int, subscriber: Subscriber) -> Channel:
+        channel = self.get(job_id)
+        channel.subscribers.add(subscriber)
+        channel.had_subscriber = True
+        if self.on_joined is not None:
+            self.on_joined(job_id)
+        return channel
+
+    def unsubscribe(self, job_id: int, subscriber: Subscriber) -> None:
+        channel = self._channels.get(job_id)
+        if channel is None or subscriber not in channel.subscribers:
+            return
+        channel.subscribers.discard(subscriber)
+        subscriber.missed.pop(job_id, None)
+        if not channel.subscribers and self.on_last_left is not None:
+            self.on_last_left(job_id)
+
+    def unsubscribe_all(self, subscriber: Subscriber) -> None:
+        self._feed.discard(subscriber)
+        for job_id in [j for j, c in self._channels.items() if subscriber in c.subscribers]:
+            self.unsubscribe(job_id, subscriber)
+
+    def follow_jobs(self, subscriber: Subscriber) -> None:
+        self._feed.add(subscriber)
+
+    def publish_job(self, job: dict[str, Any]) -> None:
+        """A job's row changed: tell everyone following the job list."""
+        encoded = encode({"type": "job", "job": job["id"], "data": job})
+        for subscriber in self._feed:
+            subscriber.send_direct(encoded)

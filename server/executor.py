@@ -1,0 +1,95 @@
+"""The seam between the job runner and where processes run: start, lines, sample, kill.
+
+The runner only talks to an `Executor`, so a different one (say, a cluster engine) can
+stand in later without touching channels, pages or the store. `LocalExecutor` runs each
+job as a process group on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from server.processes import (
+    KillReport,
+    ProcessIdentity,
+    ProcessManager,
+    SpawnedProcess,
+    TreeSampler,
+    read_lines,
+    spawn,
+)
+
+
+@dataclass
+class JobHandle:
+    job_id: int
+    marker: str
+    pid: int
+    pgid: int
+    identity: ProcessIdentity
+    spawned: SpawnedProcess
+
+
+class Executor(Protocol):
+    async def start(
+        self, job_id: int, argv: Sequence[str], *, marker: str, cwd: str | None = None
+    ) -> JobHandle: ...
+
+    def lines(self, handle: JobHandle) -> AsyncIterator[str]: ...
+
+    async def wait(self, handle: JobHandle) -> int: ...
+
+    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]: ...
+
+    async def kill(self, handle: JobHandle, *, grace: float) -> KillReport: ...
+
+    def release(self, handle: JobHandle) -> None: ...
+
+
+class LocalExecutor:
+    def __init__(self, processes: ProcessManager, *, max_line_bytes: int = 65536) -> None:
+        self._processes = processes
+        self._sampler = TreeSampler()
+        self._max_line_bytes = max_line_bytes
+
+    async def start(
+        self, job_id: int, argv: Sequence[str], *, marker: str, cwd: str | None = None
+    ) -> JobHandle:
+        spawned = await spawn(argv, marker=marker, cwd=cwd)
+        return JobHandle(
+            job_id=job_id,
+            marker=marker,
+            pid=spawned.identity.pid,
+            pgid=spawned.pgid,
+            identity=spawned.identity,
+            spawned=spawned,
+        )
+
+    def lines(self, handle: JobHandle) -> AsyncIterator[str]:
+        stdout = handle.spawned.process.stdout
+        assert stdout is not None, "spawn always pipes stdout"
+        return read_lines(stdout, max_line_bytes=self._max_line_bytes)
+
+    async def wait(self, handle: JobHandle) -> int:
+        return await handle.spawned.process.wait()
+
+    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]:
+        def sample_all() -> dict[int, dict[str, Any]]:
+            return {h.job_id: self._sampler.sample(h.pid) for h in handles}
+
+        # psutil reads /proc for every process of every tree: keep it off the event loop.
+        return await asyncio.to_thread(sample_all)
+
+    async def kill(self, handle: JobHandle, *, grace: float) -> KillReport:
+        return await self._processes.kill_group(
+            handle.pgid, marker=handle.marker, leader=handle.identity, grace=grace
+        )
+
+    def release(self, handle: JobHandle) -> None:
+        stdin = handle.spawned.process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
+        self._sampler.forget(handle.pid)

@@ -1,0 +1,102 @@
+"""One background task: sample running jobs, write heartbeats, reap orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from server.config import Config
+from server.processes import ProcessManager
+from server.runner import Runner
+from server.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Monitor:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        runner: Runner,
+        processes: ProcessManager,
+        *,
+        instance_id: str,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.runner = runner
+        self.processes = processes
+        self.instance_id = instance_id
+        self._last_heartbeat = 0.0
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.sample_once()
+                if started - self._last_heartbeat >= self.config.heartbeat_interval:
+                    self._last_heartbeat = started
+                    await self.heartbeat_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The monitor must outlive any one bad sample or a busy database.
+                log.exception("monitor pass failed")
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(0.05, self.config.metrics_interval - elapsed))
+
+    async def sample_once(self) -> None:
+        running = [r for r in self.runner.running.values() if r.handle is not None]
+        if not running:
+            return
+        handles = [r.handle for r in running if r.handle is not None]
+        samples = await self.runner.executor.sample(handles)
+        for job in running:
+            sample = samples.get(job.job_id)
+            if sample is None or job.job_id not in self.runner.running:
+                continue
+            job.metrics = sample
+            channel = self.runner.channels.find(job.job_id)
+            if channel is not None:
+                channel.publish({"type": "metrics", "job": job.job_id, **metrics_fields(sample)})
+
+    async def heartbeat_once(self) -> None:
+        owned = [r for r in self.runner.running.values() if r.handle is not None]
+        await self.store.touch_instance(self.instance_id)
+        await self.store.update_heartbeats([r.job_id for r in owned])
+        samples = [
+            (
+                r.job_id,
+                float(r.metrics["cpu_percent"]),
+                float(r.metrics["memory_mb"]),
+                int(r.metrics["num_processes"]),
+            )
+            for r in owned
+            if r.metrics and r.metrics.get("running")
+        ]
+        if samples:
+            await self.store.record_metrics_many(samples)
+        await self.reap_orphans()
+
+    async def reap_orphans(self) -> None:
+        reports = await self.processes.cleanup_orphaned_processes(
+            self.config.orphan_timeout,
+            live_instance_ids={self.instance_id},
+            exclude_job_ids=set(self.runner.running),
+        )
+        for report in reports:
+            log.warning("job %s: %s", report.job_id, report.reason)
+            await self.runner.announce(report.job_id)
+
+
+def metrics_fields(sample: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "cpu_percent": round(float(sample.get("cpu_percent", 0.0)), 1),
+        "memory_mb": round(float(sample.get("memory_mb", 0.0)), 1),
+        "elapsed_seconds": round(float(sample.get("elapsed_seconds", 0.0)), 1),
+        "pid": sample.get("pid"),
+        "num_processes": sample.get("num_processes", 0),
+    }

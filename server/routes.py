@@ -1,0 +1,28 @@
+"""The URL table, nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from server import api, views, ws
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/", views.index, name="index")
+    app.router.add_get("/jobs/{id}", views.job_page, name="job")
+    app.router.add_get("/ws", ws.websocket, name="ws")
+    app.router.add_get("/api/health", api.health)
+    app.router.add_get("/api/jobs", api.list_jobs)
+    app.router.add_post("/api/jobs", api.create_job)
+    app.router.add_get("/api/jobs/{id}", api.get_job)
+    app.router.add_post("/api/jobs/{id}/stop", api.stop_job)
+    app.router.add_get("/api/jobs/{id}/logs", api.job_logs)
+    app.router.add_get("/api/jobs/{id}/log", api.job_log_file)
+    app.router.add_get("/api/jobs/{id}/segments", api.job_segments)
+    app.router.add_get("/api/jobs/{id}/metrics", api.job_metrics)
+    app.router.add_get(r"/api/jobs/{id}/transcript.{kind}", api.transcript)
+    app.router.add_static("/static/", STATIC_DIR, name="static")

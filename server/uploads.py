@@ -1,0 +1,147 @@
+"""Stream a multipart upload to disk, within a byte limit and a disk reserve.
+
+The file lands under a generated name; the uploaded name is kept only as data. Anything
+refused (too big, disk full, not audio, bad options) leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import BodyPartReader, web
+
+from pipeline.audio import ProbeError, probe
+from server.config import Config
+from server.errors import ApiError
+
+CHUNK_BYTES = 256 * 1024
+MAX_FIELD_BYTES = 4096
+MAX_FILENAME_CHARS = 255
+_SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+
+
+@dataclass
+class Upload:
+    path: Path
+    filename: str
+    size: int
+    duration_seconds: float = 0.0
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def display_name(raw: str | None) -> str:
+    """The uploaded name as data: no directories, no control characters, bounded length."""
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    if name in {"", ".", ".."}:
+        name = "upload"
+    return name[:MAX_FILENAME_CHARS]
+
+
+def stored_name(filename: str) -> str:
+    suffix = Path(filename).suffix
+    return uuid.uuid4().hex + (suffix.lower() if _SAFE_SUFFIX.match(suffix) else "")
+
+
+def free_bytes(directory: Path) -> int:
+    return shutil.disk_usage(directory).free
+
+
+class UploadReceiver:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.max_bytes = int(config.max_upload_mb * 1024 * 1024)
+        self.reserve_bytes = int(config.disk_reserve_mb * 1024 * 1024)
+
+    def _check_room(self, incoming: int) -> None:
+        free = free_bytes(self.config.uploads_dir)
+        if free - incoming < self.reserve_bytes:
+            raise ApiError(
+                507,
+                "not enough disk space for this upload "
+                f"({free // 2**20} MB free, {self.reserve_bytes // 2**20} MB must stay free)",
+            )
+
+    async def receive(self, request: web.Request) -> Upload:
+        """Save the `file` part and collect the other form fields; probe the audio."""
+        if request.content_length is not None and request.content_length > self.max_bytes + 65536:
+            raise self._too_big()
+        if not request.content_type.startswith("multipart/"):
+            raise ApiError(400, "expected a multipart/form-data upload with a 'file' field")
+        self.config.uploads_dir.mkdir(parents=True, exist_ok=True)
+        if request.content_length is not None:
+            self._check_room(request.content_length)
+        reader = await request.multipart()
+        upload: Upload | None = None
+        fields: dict[str, str] = {}
+        try:
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    raise ApiError(400, "nested multipart bodies are not accepted")
+                if part.name == "file" and part.filename is not None:
+                    if upload is not None:
+                        raise ApiError(400, "send one file per upload")
+                    upload = await self._save(part)
+                elif part.name:
+                    fields[part.name] = await self._read_field(part)
+            if upload is None:
+                raise ApiError(400, "missing 'file' field: attach the audio as 'file'")
+            upload.fields = fields
+            try:
+                upload.duration_seconds = await asyncio.to_thread(probe, upload.path)
+            except ProbeError as error:
+                raise ApiError(422, str(error)) from None
+        except BaseException:
+            if upload is not None:
+                upload.discard()
+            raise
+        return upload
+
+    async def _read_field(self, part: BodyPartReader) -> str:
+        data = bytearray()
+        while chunk := await part.read_chunk(1024):
+            data += chunk
+            if len(data) > MAX_FIELD_BYTES:
+                raise ApiError(400, f"form field '{part.name}' is too long")
+        return data.decode("utf-8", "replace").strip()
+
+    async def _save(self, part: BodyPartReader) -> Upload:
+        filename = display_name(part.filename)
+        path = self.config.uploads_dir / stored_name(filename)
+        size = 0
+        checked_at = 0
+        try:
+            with path.open("xb") as out:
+                while chunk := await part.read_chunk(CHUNK_BYTES):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise self._too_big()
+                    # Without a Content-Length, keep checking the reserve as bytes arrive.
+                    if size - checked_at >= 16 * CHUNK_BYTES:
+                        checked_at = size
+                        self._check_room(16 * CHUNK_BYTES)
+                    out.write(chunk)
+        except OSError as error:
+            path.unlink(missing_ok=True)
+            if error.errno == errno.ENOSPC:
+                raise ApiError(507, "not enough disk space for this upload") from None
+            raise
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if size == 0:
+            path.unlink(missing_ok=True)
+            raise ApiError(422, "file is empty")
+        return Upload(path=path, filename=filename, size=size)
+
+    def _too_big(self) -> ApiError:
+        return ApiError(413, f"file is larger than the {self.config.max_upload_mb:g} MB limit")

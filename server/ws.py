@@ -1,0 +1,165 @@
+"""The /ws endpoint: subscribe to job channels and the job list, over one socket.
+
+Each socket is a `Subscriber` with its own bounded queue and its own writer task, so a
+slow reader only ever delays itself. When several messages are waiting, the writer sends
+them as one JSON array frame, which keeps a 10k lines/s job cheap to follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from pipeline.protocol import parse_line
+from server import keys
+from server.channels import Channel, Subscriber, encode
+from server.jobstate import JobStatus
+from server.logtail import tail_lines
+from server.runner import status_message
+
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_BATCH = 500
+FINISHED_REPLAY_LINES = 2000
+SEND_TIMEOUT = 30.0
+HEARTBEAT_SECONDS = 20.0
+
+
+def _error(text: str) -> str:
+    return encode({"type": "error", "error": text})
+
+
+async def _write(ws: web.WebSocketResponse, subscriber: Subscriber) -> None:
+    queue = subscriber.queue
+    while True:
+        batch = [await queue.get()]
+        while len(batch) < MAX_BATCH and not queue.empty():
+            batch.append(queue.get_nowait())
+        frame = batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
+        try:
+            await asyncio.wait_for(ws.send_str(frame), SEND_TIMEOUT)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            # A peer that has not read for SEND_TIMEOUT is gone or stuck: let it go.
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"client too slow")
+            return
+
+
+def _count_lines(path: Path) -> int:
+    count = 0
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            count += block.count(b"\n")
+    return count
+
+
+def _finished_replay(job_id: int, log_path: str | None, since: int) -> list[str]:
+    """Numbered log lines of a job that no longer has a live channel, read from its file."""
+    if not log_path or not Path(log_path).is_file():
+        return []
+    path = Path(log_path)
+    total = _count_lines(path)
+    lines = tail_lines(path, FINISHED_REPLAY_LINES)
+    first = total - len(lines) + 1
+    channel = Channel(job_id, seq=first - 1)
+    messages: list[str] = []
+    if since < first - 1:
+        gap = {"type": "gap", "job": job_id, "missed": first - 1 - since, "next_seq": first}
+        messages.append(encode(gap))
+    for line in lines:
+        channel.publish_line(line, parse_line(line))
+    messages.extend(encoded for seq, encoded in channel.replay if seq > since)
+    return messages
+
+
+class Session:
+    def __init__(self, request: web.Request, subscriber: Subscriber) -> None:
+        self.app = request.app
+        self.subscriber = subscriber
+
+    async def handle(self, data: Any) -> None:
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            self.subscriber.send_direct(_error("a message is a JSON object with a 'type'"))
+            return
+        kind = data["type"]
+        if kind == "subscribe":
+            await self.subscribe(data)
+        elif kind == "unsubscribe":
+            job_id = data.get("job")
+            if isinstance(job_id, int):
+                self.app[keys.CHANNELS].unsubscribe(job_id, self.subscriber)
+        elif kind == "subscribe_jobs":
+            await self.follow_jobs()
+        elif kind == "ping":
+            self.subscriber.send_direct(encode({"type": "pong"}))
+        else:
+            self.subscriber.send_direct(_error(f"unknown message type {kind[:40]!r}"))
+
+    async def subscribe(self, data: dict[str, Any]) -> None:
+        job_id, since = data.get("job"), data.get("since", 0)
+        if not isinstance(job_id, int) or isinstance(job_id, bool):
+            self.subscriber.send_direct(_error("subscribe needs an integer 'job'"))
+            return
+        if since is None:
+            since = 0
+        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+            self.subscriber.send_direct(_error("'since' must be a whole number ≥ 0"))
+            return
+        job = await self.app[keys.STORE].get_job(job_id)
+        if job is None:
+            self.subscriber.send_direct(_error(f"no job {job_id}"))
+            return
+        runner, channels = self.app[keys.RUNNER], self.app[keys.CHANNELS]
+        channel = channels.find(job_id)
+        if channel is None and JobStatus(job["status"]).is_final:
+            self.subscriber.send_direct(encode(status_message(runner.view(job))))
+            log_path = job.get("log_file_path")
+            for message in await asyncio.to_thread(_finished_replay, job_id, log_path, since):
+                self.subscriber.send_direct(message)
+            return
+        # From here to the end nothing awaits, so no line slips between replay and live.
+        channel = channels.subscribe(job_id, self.subscriber)
+        self.subscriber.send_direct(encode(status_message(runner.view(job))))
+        replay, missed = channel.replay_since(since)
+        if missed:
+            gap = {"type": "gap", "job": job_id, "missed": missed, "next_seq": since + missed + 1}
+            self.subscriber.send_direct(encode(gap))
+        for message in replay:
+            self.subscriber.send_direct(message)
+
+    async def follow_jobs(self) -> None:
+        runner = self.app[keys.RUNNER]
+        jobs = await self.app[keys.STORE].list_jobs()
+        self.subscriber.send_direct(encode({"type": "jobs", "jobs": [runner.view(j) for j in jobs]}))
+        self.app[keys.CHANNELS].follow_jobs(self.subscriber)
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_MESSAGE_BYTES)
+    await ws.prepare(request)
+    sockets = request.app[keys.SOCKETS]
+    sockets.add(ws)
+    subscriber = Subscriber()
+    session = Session(request, subscriber)
+    writer = asyncio.create_task(_write(ws, subscriber), name="ws-writer")
+    try:
+        async for message in ws:
+            if message.type != WSMsgType.TEXT:
+                subscriber.send_direct(_error("send JSON text messages"))
+                continue
+            try:
+                data = json.loads(message.data)
+            except ValueError:
+                subscriber.send_direct(_error("malformed JSON"))
+                continue
+            await session.handle(data)
+    finally:
+        request.app[keys.CHANNELS].unsubscribe_all(subscriber)
+        sockets.discard(ws)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+    return ws

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.config import Config
+from tests.helpers.audio import FAKE_PIPELINE, tone_wav
+
+
+def fake_command(*flags: str) -> tuple[str, ...]:
+    return (sys.executable, str(FAKE_PIPELINE), *flags)
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    def make(*fake_flags: str, **overrides: Any) -> Config:
+        base = Config(
+            data_dir=tmp_path / "data",
+            disconnect_grace=0.5,
+            kill_grace=1.0,
+            heartbeat_interval=0.5,
+            metrics_interval=0.2,
+            max_concurrent_jobs=4,
+            disk_reserve_mb=0,
+            pipeline_command=fake_command(*fake_flags),
+        )
+        return replace(base, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def tone(tmp_path: Path) -> Path:
+    return tone_wav(tmp_path / "tone.wav")

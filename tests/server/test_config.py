@@ -1,0 +1,47 @@
+"""Every setting has a flag, an environment variable, and a line in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.__main__ import build_parser, check, config_from
+from server.config import Config, documented_settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_setting_is_documented_in_readme():
+    text = README.read_text()
+    for flag, env, _default, _help in documented_settings():
+        assert f"`{flag}" in text, f"{flag} is not documented in README.md"
+        assert env in text, f"{env} is not documented in README.md"
+
+
+def test_flags_then_environment_then_defaults():
+    args = build_parser().parse_args(["--port", "9001", "--kill-grace", "2.5"])
+    env = {"TRANSCRIPTOR_PORT": "9999", "TRANSCRIPTOR_DISCONNECT_GRACE": "7",
+           "TRANSCRIPTOR_PIPELINE_COMMAND": "python3 fake.py --mode x"}
+    config = config_from(args, env)
+    assert config.port == 9001
+    assert config.kill_grace == 2.5
+    assert config.disconnect_grace == 7.0
+    assert config.pipeline_command == ("python3", "fake.py", "--mode", "x")
+    assert config.orphan_timeout == Config().orphan_timeout
+
+
+def test_bad_environment_value_is_a_clear_error():
+    with pytest.raises(SystemExit, match="TRANSCRIPTOR_PORT"):
+        config_from(build_parser().parse_args([]), {"TRANSCRIPTOR_PORT": "eighty"})
+
+
+def test_non_loopback_without_token_gets_one():
+    config = check(Config(host="0.0.0.0"))
+    assert config.token and len(config.token) >= 24
+    assert check(Config()).token is None
+
+
+def test_nonsense_settings_refused():
+    with pytest.raises(SystemExit, match="max-concurrent-jobs"):
+        check(Config(max_concurrent_jobs=0))

@@ -1,0 +1,239 @@
+"""Jobs through the real app: upload, live lines, stop, auto-kill on disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from server.app import create_app
+from tests.helpers.procs import alive_in_group
+from tests.server.wsclient import collect_until, is_final_status, messages
+
+
+async def upload(client: Any, path: Path, filename: str | None = None, **fields: Any) -> Any:
+    form = aiohttp.FormData()
+    form.add_field("file", path.read_bytes(), filename=filename or path.name)
+    for name, value in fields.items():
+        form.add_field(name, str(value))
+    return await client.post("/api/jobs", data=form)
+
+
+async def wait_status(client: Any, job_id: int, wanted: set[str], timeout: float = 20) -> dict:
+    async with asyncio.timeout(timeout):
+        while True:
+            job = await (await client.get(f"/api/jobs/{job_id}")).json()
+            if job["status"] in wanted:
+                return job
+            await asyncio.sleep(0.05)
+
+
+async def test_fake_job_streams_lines_and_completes(aiohttp_client, make_config, tone):
+    client = await aiohttp_client(create_app(make_config("--lines", "20")))
+    response = await upload(client, tone)
+    assert response.status == 201, await response.text()
+    job = await response.json()
+    assert job["status"] == "queued" and job["filename"] == "tone.wav"
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"]})
+        seen = await collect_until(ws, is_final_status)
+    logs = [m for m in seen if m["type"] == "log"]
+    assert [m["seq"] for m in logs] == list(range(1, len(logs) + 1))
+    assert any("line 20 of 20" in m["line"] for m in logs)
+    assert seen[-1]["status"] == "completed"
+    assert any(m["type"] == "segment" for m in seen)
+    assert any(m["type"] == "progress" and m["progress"] == 1.0 for m in seen)
+    final = await (await client.get(f"/api/jobs/{job['id']}")).json()
+    assert final["exit_code"] == 0 and final["progress"] == 1.0
+    text = await (await client.get(f"/api/jobs/{job['id']}/transcript.txt")).text()
+    assert "segment 1" in text
+    log = await (await client.get(f"/api/jobs/{job['id']}/logs?lines=3")).json()
+    assert log["lines"][-1] == "done"
+    assert Path(final["log_file_path"]).read_text().count("\n") == len(logs)
+
+
+async def test_reconnect_with_since_has_no_gap(aiohttp_client, make_config, tone):
+    config = make_config("--lines", "60", "--interval", "0.05", disconnect_grace=2.0)
+    client = await aiohttp_client(create_app(config))
+    job = await (await upload(client, tone)).json()
+    got: list[int] = []
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"]})
+        await collect_until(ws, lambda m: m["type"] == "log" and m["seq"] >= 10)
+    # the first socket only saw part; resume where we left off
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"], "since": 0})
+        first = await collect_until(ws, lambda m: m["type"] == "log" and m["seq"] >= 15)
+        got = [m["seq"] for m in first if m["type"] == "log"]
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"], "since": got[-1]})
+        rest = await collect_until(ws, is_final_status)
+    got += [m["seq"] for m in rest if m["type"] == "log"]
+    assert got == list(range(1, len(got) + 1))
+    assert rest[-1]["status"] == "completed", rest[-1]
+
+
+async def test_last_client_leaving_cancels_and_kills_group(aiohttp_client, make_config, tone):
+    config = make_config("--lines", "10000", "--interval", "0.05", "--grandchildren", "2")
+    client = await aiohttp_client(create_app(config))
+    job = await (await upload(client, tone)).json()
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"]})
+        await collect_until(ws, lambda m: m["type"] == "log" and "helper processes" in m["line"])
+        running = await (await client.get(f"/api/jobs/{job['id']}")).json()
+        pgid = running["process_group_id"]
+        assert len(alive_in_group(pgid)) == 3
+    loop = asyncio.get_running_loop()
+    left = loop.time()
+    final = await wait_status(client, job["id"], {"cancelled", "failed", "completed"}, timeout=10)
+    assert final["status"] == "cancelled"
+    assert final["cancel_reason"] == "all clients disconnected"
+    assert loop.time() - left < config.disconnect_grace + 2
+    assert alive_in_group(pgid) == []
+
+
+async def test_return_within_grace_keeps_job(aiohttp_client, make_config, tone):
+    config = make_config("--lines", "40", "--interval", "0.05", disconnect_grace=1.5)
+    client = await aiohttp_client(create_app(config))
+    job = await (await upload(client, tone)).json()
+    seqs: list[int] = []
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"]})
+        seen = await collect_until(ws, lambda m: m["type"] == "log" and m["seq"] >= 5)
+        seqs = [m["seq"] for m in seen if m["type"] == "log"]
+    await asyncio.sleep(0.5)  # a page reload
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"], "since": seqs[-1]})
+        rest = await collect_until(ws, is_final_status)
+    seqs += [m["seq"] for m in rest if m["type"] == "log"]
+    assert rest[-1]["status"] == "completed"
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_keep_job_survives_disconnect(aiohttp_client, make_config, tone):
+    client = await aiohttp_client(create_app(make_config("--lines", "30", "--interval", "0.05")))
+    job = await (await upload(client, tone, on_disconnect="keep")).json()
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"]})
+        await collect_until(ws, lambda m: m["type"] == "log")
+    final = await wait_status(client, job["id"], {"completed", "cancelled", "failed"})
+    assert final["status"] == "completed"
+
+
+async def test_stop_kills_group(aiohttp_client, make_config, tone):
+    config = make_config("--lines", "10000", "--interval", "0.05", "--grandchildren", "1")
+    client = await aiohttp_client(create_app(config))
+    job = await (await upload(client, tone, on_disconnect="keep")).json()
+    running = await wait_status(client, job["id"], {"running"})
+    await asyncio.sleep(0.3)
+    response = await client.post(f"/api/jobs/{job['id']}/stop")
+    assert response.status == 200
+    stopped = await response.json()
+    assert stopped["status"] == "cancelled" and stopped["cancel_reason"] == "stopped by user"
+    assert alive_in_group(running["process_group_id"]) == []
+    again = await client.post(f"/api/jobs/{job['id']}/stop")
+    assert again.status == 409
+    assert "already ended" in (await again.json())["error"]
+
+
+async def test_stop_of_child_ignoring_sigterm(aiohttp_client, make_config, tone):
+    config = make_config("--lines", "10000", "--interval", "0.05", "--ignore-term", kill_grace=0.5)
+    client = await aiohttp_client(create_app(config))
+    job = await (await upload(client, tone, on_disconnect="keep")).json()
+    running = await wait_status(client, job["id"], {"running"})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    stopped = await (await client.post(f"/api/jobs/{job['id']}/stop")).json()
+    assert stopped["status"] == "cancelled"
+    assert stopped["exit_code"] == -9  # SIGKILL after the grace
+    assert loop.time() - started < config.kill_grace + 1
+    assert alive_in_group(running["process_group_id"]) == []
+
+
+async def test_queue_and_cancel_queued_job(aiohttp_client, make_config, tone):
+    config = make_config("--lines", "10000", "--interval", "0.05", max_concurrent_jobs=1)
+    client = await aiohttp_client(create_app(config))
+    first = await (await upload(client, tone, on_disconnect="keep")).json()
+    second = await (await upload(client, tone)).json()
+    await wait_status(client, first["id"], {"running"})
+    queued = await (await client.get(f"/api/jobs/{second['id']}")).json()
+    assert queued["status"] == "queued" and queued["queue_position"] == 1
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": second["id"]})
+        await messages(ws)
+    abandoned = await wait_status(client, second["id"], {"cancelled"}, timeout=5)
+    assert abandoned["cancel_reason"] == "all clients disconnected"
+    await client.post(f"/api/jobs/{first['id']}/stop")
+
+
+async def test_failing_job_records_reason(aiohttp_client, make_config, tone):
+    config = make_config("--lines", "2", "--exit-code", "3", "--fail-message", "model exploded")
+    client = await aiohttp_client(create_app(config))
+    job = await (await upload(client, tone)).json()
+    final = await wait_status(client, job["id"], {"failed", "completed"})
+    assert final["status"] == "failed" and final["exit_code"] == 3
+    assert final["error_message"] == "exit code 3: error: model exploded"
+
+
+async def test_missing_executable_fails_clearly(aiohttp_client, make_config, tone, tmp_path):
+    config = make_config(pipeline_command=(str(tmp_path / "no-such-program"),))
+    client = await aiohttp_client(create_app(config))
+    job = await (await upload(client, tone)).json()
+    final = await wait_status(client, job["id"], {"failed", "completed"})
+    assert final["status"] == "failed"
+    assert final["error_message"].startswith("failed to start:")
+
+
+async def test_two_jobs_five_subscribers_each_get_every_line(aiohttp_client, make_config, tone):
+    config = make_config("--lines", "300", "--interval", "0.002", disconnect_grace=5)
+    client = await aiohttp_client(create_app(config))
+    jobs = [await (await upload(client, tone)).json() for _ in range(2)]
+
+    async def follow(job_id: int) -> list[int]:
+        async with client.ws_connect("/ws") as ws:
+            await ws.send_json({"type": "subscribe", "job": job_id})
+            seen = await collect_until(ws, is_final_status, timeout=30)
+        return [m["seq"] for m in seen if m["type"] == "log"]
+
+    results = await asyncio.gather(*(follow(j["id"]) for j in jobs for _ in range(5)))
+    for seqs in results:
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert len(seqs) >= 300
+
+
+async def test_stalled_subscriber_does_not_slow_others(aiohttp_client, make_config, tone):
+    config = make_config("--lines", "3000", "--interval", "0", disconnect_grace=5)
+    client = await aiohttp_client(create_app(config))
+    job = await (await upload(client, tone)).json()
+    stalled = await client.ws_connect("/ws")
+    await stalled.send_json({"type": "subscribe", "job": job["id"]})
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"]})
+        seen = await collect_until(ws, is_final_status, timeout=30)
+    seqs = [m["seq"] for m in seen if m["type"] == "log"]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 3000
+    await stalled.close()
+
+
+async def test_real_pipeline_end_to_end(aiohttp_client, make_config):
+    from tests.helpers.audio import SPEECH_CLIP
+
+    config = make_config(pipeline_command=(), default_threads=2)
+    client = await aiohttp_client(create_app(config))
+    job = await (await upload(client, SPEECH_CLIP)).json()
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"]})
+        seen = await collect_until(ws, is_final_status, timeout=120)
+    assert seen[-1]["status"] == "completed", seen[-10:]
+    assert any(m["type"] == "segment" for m in seen)
+    text = await (await client.get(f"/api/jobs/{job['id']}/transcript.txt")).text()
+    for word in ("quick", "brown", "fox", "kitchen", "table"):
+        assert word in text.lower()
+    for kind in ("srt", "vtt", "json"):
+        assert (await client.get(f"/api/jobs/{job['id']}/transcript.{kind}")).status == 200
+
+
+test_real_pipeline_end_to_end = pytest.mark.slow(test_real_pipeline_end_to_end)

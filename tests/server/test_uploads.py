@@ -1,0 +1,131 @@
+"""Bad uploads get a clear 4xx and leave no file and no row behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from server.app import create_app
+from tests.server.test_jobs import upload
+
+
+async def nothing_left(client: Any, config: Any) -> None:
+    assert list(config.uploads_dir.iterdir()) == []
+    jobs = await (await client.get("/api/jobs")).json()
+    assert jobs["jobs"] == []
+
+
+@pytest.mark.parametrize(
+    ("content", "filename", "status", "message"),
+    [
+        (b"", "empty.mp3", 422, "empty"),
+        (b"hello, this is plain text and not audio at all\n" * 20, "notes.mp3", 422, "audio"),
+        (b"#EXTM3U\n#EXT-X-VERSION:3\n#EXTINF:10,\nfile:///etc/passwd\n", "list.mp3", 422, ""),
+        (b"ffconcat version 1.0\nfile '/etc/passwd'\n", "concat.mp3", 422, ""),
+    ],
+)
+async def test_refused_content(aiohttp_client, make_config, tmp_path, content, filename, status, message):
+    config = make_config()
+    client = await aiohttp_client(create_app(config))
+    path = tmp_path / "upload.bin"
+    path.write_bytes(content)
+    response = await upload(client, path, filename=filename)
+    assert response.status == status
+    body = await response.json()
+    assert message in body["error"]
+    await nothing_left(client, config)
+
+
+async def test_truncated_audio_refused(aiohttp_client, make_config, tone, tmp_path):
+    config = make_config()
+    client = await aiohttp_client(create_app(config))
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(tone.read_bytes()[:30])
+    response = await upload(client, cut)
+    assert response.status == 422
+    await nothing_left(client, config)
+
+
+async def test_too_big_is_413(aiohttp_client, make_config, tone):
+    size = tone.stat().st_size
+    config = make_config(max_upload_mb=(size - 1) / 1024 / 1024)
+    client = await aiohttp_client(create_app(config))
+    response = await upload(client, tone)
+    assert response.status == 413
+    assert "limit" in (await response.json())["error"]
+    await nothing_left(client, config)
+
+
+async def test_exactly_at_limit_is_accepted(aiohttp_client, make_config, tone):
+    config = make_config(max_upload_mb=tone.stat().st_size / 1024 / 1024)
+    client = await aiohttp_client(create_app(config))
+    assert (await upload(client, tone)).status == 201
+
+
+async def test_disk_reserve_gives_507(aiohttp_client, make_config, tone):
+    config = make_config(disk_reserve_mb=10**9)  # more than any disk here has free
+    client = await aiohttp_client(create_app(config))
+    response = await upload(client, tone)
+    assert response.status == 507
+    await nothing_left(client, config)
+
+
+async def test_hostile_filename_is_data_only(aiohttp_client, make_config, tone):
+    config = make_config()
+    client = await aiohttp_client(create_app(config))
+    response = await upload(client, tone, filename="../../etc/passwd")
+    assert response.status == 201
+    job = await response.json()
+    assert job["filename"] == "passwd"
+    stored = Path(job["original_path"])
+    assert stored.parent == config.uploads_dir.resolve() or stored.parent == config.uploads_dir
+    assert "passwd" not in stored.name
+    await client.post(f"/api/jobs/{job['id']}/stop")
+
+
+async def test_missing_file_field(aiohttp_client, make_config):
+    config = make_config()
+    client = await aiohttp_client(create_app(config))
+    form = aiohttp.FormData()
+    form.add_field("model", "tiny.en")
+    response = await client.post("/api/jobs", data=form)
+    assert response.status == 400
+    assert "file" in (await response.json())["error"]
+    await nothing_left(client, config)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("processes", "-1"),
+        ("processes", "abc"),
+        ("threads", "1.5"),
+        ("model", "../../x"),
+        ("language", "english; rm -rf"),
+        ("on_disconnect", "explode"),
+        ("chunk_seconds", "10"),  # with the default 2 s overlap that is fine, so pair it:
+    ],
+)
+async def test_nonsense_options(aiohttp_client, make_config, tone, field, value):
+    config = make_config()
+    client = await aiohttp_client(create_app(config))
+    fields = {field: value}
+    if field == "chunk_seconds":
+        fields["overlap_seconds"] = "6"
+    response = await upload(client, tone, **fields)
+    assert response.status == 400
+    assert (await response.json())["error"]
+    await nothing_left(client, config)
+
+
+async def test_unknown_job_is_json_404(aiohttp_client, make_config):
+    client = await aiohttp_client(create_app(make_config()))
+    for path in ("/api/jobs/999", "/api/jobs/abc", "/api/jobs/999/logs", "/api/jobs/1/transcript.txt"):
+        response = await client.get(path)
+        assert response.status == 404
+        assert "error" in await response.json()
+    page = await client.get("/jobs/999")
+    assert page.status == 404
