@@ -70,10 +70,12 @@ async def index(request: web.Request) -> dict[str, Any]:
 @aiohttp_jinja2.template("job.html")
 async def job_page(request: web.Request) -> dict[str, Any]:
     """One job: the row as it is now; the page's script subscribes for the rest."""
-    job = await request.app[keys.STORE].get_job(request.match_info["id"])
+    raw_id = request.match_info["id"]
+    job = await request.app[keys.STORE].get_job(int(raw_id)) if raw_id.isdigit() else None
     if job is None:
-        raise web.HTTPNotFound(text="no such job")
+        raise web.HTTPNotFound(text=f"There is no job {raw_id[:20]}.")
     return {
-        "job": job,
+        # The runner's view adds the live facts (queue position, latest metrics).
+        "job": request.app[keys.RUNNER].view(job),
         "disconnect_grace": request.app[keys.CONFIG].disconnect_grace,
     }

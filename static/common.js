@@ -133,7 +133,12 @@ export class LiveSocket {
       } catch {
         return;
       }
-      this.onMessage(message);
+      // The server sends a backlog as one JSON array frame of messages.
+      if (Array.isArray(message)) {
+        for (const item of message) this.onMessage(item);
+      } else {
+        this.onMessage(message);
+      }
     });
     ws.addEventListener("close", () => {
       if (this.ws !== ws) return;

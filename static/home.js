@@ -86,21 +86,28 @@ function collectOptions() {
   const model = text("model");
   if (model) options.model = model;
   options.language = document.getElementById("language").value || "auto";
-  for (const [id, label, integer, min] of [
-    ["processes", "Processes", true, 1],
-    ["threads", "Threads", true, 1],
-    ["chunk_seconds", "Chunk", false, 0],
-    ["overlap_seconds", "Overlap", false, 0],
+  // The same bounds the server checks, so a mistake shows before a long upload, not after.
+  for (const [id, label, integer, min, max] of [
+    ["processes", "Processes", true, 1, 16],
+    ["threads", "Threads", true, 1, 64],
+    ["chunk_seconds", "Chunk", false, 0, 3600],
+    ["overlap_seconds", "Overlap", false, 0, 60],
   ]) {
     const raw = text(id);
     if (raw === "") continue; // the server's default
     const value = Number(raw);
-    if (!Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
-      const what = integer ? `a whole number of at least ${min}` : `a number of at least ${min}`;
+    if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+      const what = integer ? "a whole number" : "a number";
       document.getElementById(id).focus();
-      throw new Error(`${label} must be ${what}.`);
+      throw new Error(`${label} must be ${what} from ${min} to ${max}.`);
     }
     options[id] = raw;
+  }
+  const chunk = Number(options.chunk_seconds ?? 0);
+  const overlap = Number(options.overlap_seconds ?? 0);
+  if (chunk > 0 && overlap * 2 >= chunk) {
+    document.getElementById("overlap_seconds").focus();
+    throw new Error("Overlap must be less than half of the chunk length.");
   }
   options.on_disconnect = document.getElementById("keep_running").checked ? "keep" : "cancel";
   return options;
