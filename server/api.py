@@ -138,7 +138,7 @@ async def job_logs(request: web.Request) -> web.Response:
 async def job_log_file(request: web.Request) -> web.StreamResponse:
     job = await _job_or_404(request)
     path = job.get("log_file_path")
-    if not path or not os.path.isfile(path):
+    if not path or not await asyncio.to_thread(os.path.isfile, path):
         raise ApiError(404, f"job {job['id']} has no log yet")
     return web.FileResponse(
         path,
