@@ -1,0 +1,141 @@
+"""probe(), decode() and chunk planning; no model involved."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.audio import ProbeError, decode, plan_chunks, probe
+
+from .conftest import FIXTURE, REPO, write_wav
+
+
+def test_probe_reads_the_fixture_duration() -> None:
+    assert probe(FIXTURE) == pytest.approx(7.2, abs=0.1)
+
+
+def test_decode_gives_16khz_mono_float() -> None:
+    samples = decode(FIXTURE)
+    assert samples.dtype == np.float32
+    assert samples.ndim == 1
+    assert len(samples) / 16_000 == pytest.approx(7.2, abs=0.1)
+    assert 0.05 < float(np.abs(samples).max()) <= 1.0
+
+
+def test_probe_does_not_import_faster_whisper() -> None:
+    code = (
+        "import sys, pipeline.audio\n"
+        "assert 'faster_whisper' not in sys.modules\n"
+        "assert 'ctranslate2' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def _truncated(tmp_path: Path) -> Path:
+    wav = write_wav(tmp_path / "whole.wav", decode(FIXTURE))
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(wav.read_bytes()[:20_000])
+    return cut
+
+
+def _flac(path: Path) -> Path:
+    """The fixture as FLAC, whose header states the number of samples."""
+    import av
+
+    samples = (decode(FIXTURE) * 32767).astype(np.int16)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac", rate=16_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 16_000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Each bad input, with the start of the message it must produce."""
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp3"
+    text.write_text("this is not audio at all\n" * 10)
+    silent_header = write_wav(tmp_path / "nothing.wav", np.zeros(0, dtype=np.float32))
+    flac = _flac(tmp_path / "whole.flac")
+    flac_cut = tmp_path / "cut.flac"
+    flac_cut.write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])
+    hls = tmp_path / "playlist.mp3"
+    hls.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{FIXTURE}\n#EXT-X-ENDLIST\n")
+    hls_named = tmp_path / "playlist.m3u8"
+    hls_named.write_text(hls.read_text())
+    concat = tmp_path / "list.mp3"
+    concat.write_text(f"ffconcat version 1.0\nfile '{FIXTURE}'\n")
+    return {
+        "missing": (tmp_path / "nope.wav", "file not found"),
+        "empty": (empty, "file is empty"),
+        "text": (text, "not an audio file"),
+        "truncated wav": (_truncated(tmp_path), "audio is truncated"),
+        "truncated flac": (flac_cut, "audio is truncated"),
+        "no samples": (silent_header, "file has no audio samples"),
+        "hls as mp3": (hls, "not an audio file"),
+        "hls playlist": (hls_named, "not an audio file"),
+        "ffconcat as mp3": (concat, "not an audio file"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "empty",
+        "text",
+        "truncated wav",
+        "truncated flac",
+        "no samples",
+        "hls as mp3",
+        "hls playlist",
+        "ffconcat as mp3",
+    ],
+)
+def test_probe_refuses_bad_input(tmp_path: Path, case: str) -> None:
+    path, message = _bad_inputs(tmp_path)[case]
+    with pytest.raises(ProbeError) as caught:
+        probe(path)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_probe_refuses_video_without_audio(tmp_path: Path) -> None:
+    import av
+
+    path = tmp_path / "silent.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height = 32, 32
+        for _ in range(5):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(ProbeError, match="^file has no audio stream"):
+        probe(path)
+
+
+def test_one_chunk_when_chunking_is_off() -> None:
+    assert [(c.start, c.end) for c in plan_chunks(100.0, 0, 3)] == [(0.0, 100.0)]
+    assert [(c.start, c.end) for c in plan_chunks(10.0, 30, 3)] == [(0.0, 10.0)]
+
+
+def test_chunks_cover_the_audio_with_overlap() -> None:
+    chunks = plan_chunks(100.0, 30, 4)
+    assert chunks[0].start == 0.0
+    assert chunks[-1].end == 100.0
+    for left, right in zip(chunks, chunks[1:], strict=False):
+        assert right.start == pytest.approx(left.end - 4)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    # No sliver at the end: the last chunk is at least half a chunk long.
+    assert chunks[-1].end - chunks[-1].start >= 15

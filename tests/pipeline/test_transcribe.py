@@ -1,0 +1,84 @@
+"""Real transcriptions through `python -m pipeline` with the bundled tiny.en model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.protocol import Progress, Segment, parse_line
+from pipeline.wer import edit_distance, wer, words
+
+from .conftest import FIXTURE, FIXTURE_SENTENCE, JFK, JFK_SENTENCE, repeated_speech, run_pipeline
+
+
+def _events(stdout: str) -> tuple[list[Progress], list[Segment]]:
+    progress, segments = [], []
+    for line in stdout.splitlines():
+        event = parse_line(line)
+        if isinstance(event, Progress):
+            progress.append(event)
+        elif isinstance(event, Segment):
+            segments.append(event)
+    return progress, segments
+
+
+def test_transcribes_the_generated_speech(tmp_path: Path) -> None:
+    done = run_pipeline(FIXTURE, "--out-dir", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["transcript.json", "transcript.srt", "transcript.txt", "transcript.vtt"]
+    text = (tmp_path / "transcript.txt").read_text()
+    heard = set(words(text))
+    for word in "quick brown fox lazy dog bring red book kitchen table tomorrow morning".split():
+        assert word in heard, text
+    assert wer(FIXTURE_SENTENCE, text) <= 0.15
+
+    document = json.loads((tmp_path / "transcript.json").read_text())
+    assert document["language"] == "en"
+    assert document["model"] == "tiny.en"
+    assert document["duration"] == pytest.approx(7.2, abs=0.1)
+    assert set(document["timings"]) >= {"decode", "model_load", "transcribe", "wall"}
+    first_word = document["segments"][0]["words"][0]
+    assert set(first_word) == {"start", "end", "word", "probability"}
+
+    progress, segments = _events(done.stdout)
+    assert progress[-1].done_seconds == pytest.approx(progress[-1].total_seconds)
+    assert [s.text for s in segments] == [s["text"] for s in document["segments"]]
+    for line in ("model loaded in", "chunk 1/1", "finished in", "real-time factor", "peak memory"):
+        assert line in done.stdout
+
+
+@pytest.mark.skipif(not JFK.exists(), reason="../shared/audio/jfk.flac is not here")
+def test_jfk_matches_its_sentence(tmp_path: Path) -> None:
+    done = run_pipeline(JFK, "--out-dir", tmp_path, "--formats", "txt")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert wer(JFK_SENTENCE, (tmp_path / "transcript.txt").read_text()) <= 0.10
+
+
+@pytest.mark.slow
+def test_chunked_with_two_workers_matches_unchunked(tmp_path: Path) -> None:
+    audio = repeated_speech(tmp_path / "three.wav", copies=3)  # about 23 s
+    whole = run_pipeline(audio, "--out-dir", tmp_path / "whole", "--formats", "json")
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    chunked = run_pipeline(
+        audio,
+        *("--out-dir", tmp_path / "chunked", "--formats", "json"),
+        *("--processes", "2", "--chunk-seconds", "8", "--overlap-seconds", "3"),
+    )
+    assert chunked.returncode == 0, chunked.stdout + chunked.stderr
+    assert "2 process(es)" in chunked.stdout
+
+    def text(run: str) -> str:
+        return json.loads((tmp_path / run / "transcript.json").read_text())["text"]
+
+    boundaries = chunked.stdout.count("started on worker") - 1
+    assert boundaries >= 2
+    assert edit_distance(words(text("whole")), words(text("chunked"))) <= boundaries
+
+    # Segments come out in time order with absolute timestamps.
+    _, segments = _events(chunked.stdout)
+    starts = [s.start for s in segments]
+    assert starts == sorted(starts)
+    assert segments[-1].end > 15
