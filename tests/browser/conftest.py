@@ -1,0 +1,241 @@
+"""Browser tests: a real server in a subprocess, driven through headless Debian Chromium.
+
+Playwright's sync API runs its own event loop, so these tests are plain (non-async)
+functions and the server runs as a separate process, never inside pytest's loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.audio import FAKE_PIPELINE, REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+GRACE = 1.0  # --disconnect-grace and --kill-grace of every server started here
+
+sync_api = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM.exists():
+    pytest.skip("browser tests need Debian's chromium at /usr/bin/chromium", allow_module_level=True)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `predicate` until it returns something truthy; fail naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def multipart(fields: dict[str, str], filename: str, content: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        )
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+@dataclass
+class Server:
+    """One `python -m server` subprocess on a free loopback port."""
+
+    data_dir: Path
+    extra_args: Sequence[str] = ()
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"server-{self.port}.log"
+
+    def start(self) -> Server:
+        argv = [
+            sys.executable, "-m", "server",
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--data-dir", str(self.data_dir),
+            "--disconnect-grace", str(GRACE),
+            "--kill-grace", str(GRACE),
+            *self.extra_args,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCRIPTOR_")}
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+        wait_until(self._healthy, 30, f"the server on {self.url} to answer /api/health")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
+        try:
+            with urllib.request.urlopen(self.url + "/api/health", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()  # the server we started; it stops its own jobs
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    # -- the JSON API, for set-up and for checking what the page claims ---------------------
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            return json.loads(response.read())
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return dict(self.get(f"/api/jobs/{job_id}"))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self.get("/api/jobs")["jobs"])
+
+    def upload(self, path: Path, **fields: str) -> dict[str, Any]:
+        body, content_type = multipart(fields, path.name, path.read_bytes())
+        request = urllib.request.Request(
+            self.url + "/api/jobs", data=body, method="POST", headers={"Content-Type": content_type}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 201
+            return dict(json.loads(response.read()))
+
+    def wait_running(self, job_id: int, timeout: float = 20) -> dict[str, Any]:
+        def running() -> dict[str, Any] | None:
+            job = self.job(job_id)
+            assert job["status"] in ("queued", "running"), job
+            return job if job["status"] == "running" and job["process_id"] else None
+
+        return dict(wait_until(running, timeout, f"job {job_id} to run"))
+
+    def wait_final(self, job_id: int, timeout: float) -> dict[str, Any]:
+        def final() -> dict[str, Any] | None:
+            job = self.job(job_id)
+            return job if job["status"] in ("completed", "failed", "cancelled") else None
+
+        return dict(wait_until(final, timeout, f"job {job_id} to finish"))
+
+
+def fake_pipeline(*args: str) -> list[str]:
+    """--pipeline-command for the fake pipeline that prints and sleeps as told."""
+    return ["--pipeline-command", shlex.join([sys.executable, str(FAKE_PIPELINE), *args])]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """start_server(*extra_args) -> a running Server; all are stopped after the test."""
+    servers: list[Server] = []
+
+    def start(*extra_args: str) -> Server:
+        server = Server(tmp_path / f"data{len(servers)}", extra_args)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def context(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser context (cookies, storage) at desktop size; a failing test's pages
+    are saved as screenshots under test-artifacts/ with the browser console next to them."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    console: list[str] = []
+    ctx.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    ctx.on("weberror", lambda e: console.append(f"pageerror: {e.error}"))
+    yield ctx
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = request.node.name.replace("/", "_")
+        for i, page in enumerate(ctx.pages):
+            try:
+                page.screenshot(path=str(ARTIFACTS / f"{name}-{i}.png"), full_page=True)
+            except Exception as error:  # a closed or crashed page has nothing to show
+                console.append(f"(no screenshot of page {i}: {error})")
+        (ARTIFACTS / f"{name}-console.txt").write_text("\n".join(console))
+    ctx.close()
+
+
+@pytest.fixture
+def page(context: Any) -> Any:
+    return context.new_page()
+

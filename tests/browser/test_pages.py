@@ -1,0 +1,325 @@
+"""The pages, driven the way a person uses them, against a real server and real processes."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import ARTIFACTS, GRACE, Server, fake_pipeline, sync_api, wait_until
+from tests.helpers.audio import SPEECH_CLIP
+from tests.helpers.procs import alive_in_group
+
+expect = sync_api.expect
+pytestmark = pytest.mark.browser
+
+# Long enough never to finish during a test; each iteration prints a line and a progress line.
+LONG_JOB = fake_pipeline("--lines", "100000", "--interval", "0.02", "--segments", "2000")
+JOB_URL = re.compile(r"/jobs/(\d+)$")
+
+# Records, for each log line the page adds, the status badge shown at that moment.
+RECORD_LIVE_LINES = """
+document.addEventListener("DOMContentLoaded", () => {
+  const log = document.getElementById("log");
+  if (!log) return;
+  window.__linesWhile = [];
+  new MutationObserver(() => {
+    window.__linesWhile.push(document.getElementById("status-badge").dataset.status);
+  }).observe(log, { childList: true });
+});
+"""
+
+
+def log_seqs(page: Any) -> list[int]:
+    return list(
+        page.eval_on_selector_all("#log .log-line", "els => els.map(e => Number(e.dataset.seq))")
+    )
+
+
+def wait_for_lines(page: Any, count: int, timeout: float = 20) -> list[int]:
+    return list(
+        wait_until(lambda: (s := log_seqs(page)) and len(s) >= count and s, timeout, f"{count} log lines")
+    )
+
+
+def assert_consecutive_from_one(seqs: list[int]) -> None:
+    assert seqs, "no log lines shown"
+    assert seqs == list(range(1, len(seqs) + 1)), (
+        f"line numbers not 1..{len(seqs)}: first {seqs[:5]}, "
+        f"breaks at {[(a, b) for a, b in itertools.pairwise(seqs) if b != a + 1][:5]}"
+    )
+
+
+def job_id_of(page: Any) -> int:
+    match = JOB_URL.search(page.url)
+    assert match, page.url
+    return int(match.group(1))
+
+
+def open_running_job(page: Any, server: Server, **fields: str) -> tuple[int, int]:
+    """Upload through the API, open the job page, and wait until it streams: (job id, pgid)."""
+    job = server.upload(SPEECH_CLIP, **fields)
+    page.goto(f"{server.url}/jobs/{job['id']}")
+    pgid = int(server.wait_running(job["id"])["process_id"])
+    wait_for_lines(page, 5)
+    expect(page.locator("#status-badge")).to_have_text("running")
+    assert alive_in_group(pgid), "the job's process group should be running"
+    return int(job["id"]), pgid
+
+
+def wait_group_gone(pgid: int, timeout: float) -> float:
+    """Seconds until no live process is left in the group; fails after `timeout`."""
+    started = time.monotonic()
+    wait_until(lambda: not alive_in_group(pgid), timeout, f"process group {pgid} to die", 0.05)
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_upload_through_page_streams_log_and_transcript(start_server: Any, page: Any) -> None:
+    server = start_server()
+    page.add_init_script(RECORD_LIVE_LINES)
+    page.goto(server.url + "/")
+    page.set_input_files("#file", SPEECH_CLIP)
+    expect(page.locator("#file-chosen")).to_contain_text("speech.ogg")
+    page.click("#upload-button")
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    job_id = job_id_of(page)
+
+    expect(page.locator("#log .log-line").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#status-badge")).to_have_text("completed", timeout=180_000)
+    lines_while = page.evaluate("window.__linesWhile")
+    assert "running" in lines_while, f"log lines only arrived after the job ended: {lines_while}"
+    assert_consecutive_from_one(log_seqs(page))
+
+    transcript = page.locator("#transcript")
+    expect(transcript).to_contain_text("kitchen", ignore_case=True)
+    expect(transcript.locator(".ts").first).to_have_text(re.compile(r"^\d\d:\d\d\.\d"))
+    expect(page.locator("#progress-text")).to_have_text("100.0%")
+    expect(page.locator("#stop-button")).to_be_hidden()
+    expect(page.locator("#close-note")).to_be_hidden()
+
+    for kind in ("txt", "srt", "vtt", "json"):
+        expect(page.locator(f"#download-{kind}")).to_be_visible()
+    with page.expect_download() as download:
+        page.click("#download-txt")
+    text = Path(download.value.path()).read_text()
+    assert "kitchen" in text.lower() and "brown fox" in text.lower()
+    assert server.job(job_id)["status"] == "completed"
+
+
+def test_closing_the_tab_cancels_the_job(start_server: Any, context: Any) -> None:
+    server = start_server(*LONG_JOB)
+    page = context.new_page()
+    job_id, pgid = open_running_job(page, server)
+    expect(page.locator("#close-note")).to_contain_text("Closing this page stops the job")
+
+    page.close()
+    took = wait_group_gone(pgid, GRACE + 2)
+    job = server.wait_final(job_id, 5)
+    assert job["status"] == "cancelled", job
+    assert job["cancel_reason"] == "all clients disconnected"
+
+    again = context.new_page()
+    again.goto(f"{server.url}/jobs/{job_id}")
+    expect(again.locator("#status-badge")).to_have_text("cancelled")
+    expect(again.locator("#end-note")).to_contain_text("Cancelled: all clients disconnected")
+    expect(again.locator("#stop-button")).to_be_hidden()
+    print(f"process group gone {took:.2f} s after the tab closed")
+
+
+def test_reload_keeps_the_job_and_the_line_numbers(start_server: Any, page: Any) -> None:
+    server = start_server(*LONG_JOB)
+    job_id, pgid = open_running_job(page, server)
+    before = wait_for_lines(page, 60)
+    assert_consecutive_from_one(before)
+
+    page.reload()
+    after = wait_until(
+        lambda: (s := log_seqs(page)) and s[-1] > before[-1] + 40 and s,
+        20,
+        "the log to continue after the reload",
+    )
+    assert_consecutive_from_one(after)
+    assert page.locator("#log .log-gap").count() == 0
+    expect(page.locator("#status-badge")).to_have_text("running")
+    assert server.job(job_id)["status"] == "running"
+    assert alive_in_group(pgid)
+
+
+def test_dropped_socket_resumes_without_losing_or_repeating_lines(start_server: Any, page: Any) -> None:
+    server = start_server(*LONG_JOB)
+    job_id, _pgid = open_running_job(page, server)
+    for _ in range(3):
+        shown = wait_for_lines(page, len(log_seqs(page)) + 30)
+        page.evaluate("window.transcriptorJob.socket.ws.close()")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+        wait_for_lines(page, len(shown) + 30)
+    assert_consecutive_from_one(log_seqs(page))
+    assert page.locator("#log .log-gap").count() == 0
+    # Segments are replayed on each resubscribe too; each must be shown once.
+    starts = page.eval_on_selector_all("#transcript .segment", "els => els.map(e => e.dataset.start)")
+    assert starts and len(starts) == len(set(starts)), starts
+    assert server.job(job_id)["status"] == "running"
+
+
+def test_stop_asks_first_then_kills_the_group(start_server: Any, page: Any) -> None:
+    server = start_server(*LONG_JOB)
+    job_id, pgid = open_running_job(page, server)
+    dialog = page.locator("#stop-dialog")
+
+    page.click("#stop-button")
+    expect(dialog).to_be_visible()
+    page.click("#stop-cancel")  # changed my mind
+    expect(dialog).to_be_hidden()
+    time.sleep(0.5)
+    assert server.job(job_id)["status"] == "running"
+    assert alive_in_group(pgid)
+
+    page.click("#stop-button")
+    expect(dialog).to_be_visible()
+    page.click("#stop-confirm")
+    expect(page.locator("#status-badge")).to_have_text("cancelled", timeout=GRACE * 1000 + 5000)
+    expect(page.locator("#end-note")).to_contain_text("Cancelled: stopped by user")
+    expect(page.locator("#stop-button")).to_be_hidden()
+    # The stop request answers once the job is stopped, so the group is already gone.
+    wait_group_gone(pgid, 1)
+    job = server.job(job_id)
+    assert (job["status"], job["cancel_reason"]) == ("cancelled", "stopped by user")
+
+
+def test_keep_running_job_completes_after_its_page_closes(start_server: Any, context: Any) -> None:
+    server = start_server(*fake_pipeline("--lines", "300", "--interval", "0.02", "--segments", "5"))
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.set_input_files("#file", SPEECH_CLIP)
+    page.get_by_label("Keep running if I close this page").check()
+    page.click("#upload-button")
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    job_id = job_id_of(page)
+    assert server.job(job_id)["on_disconnect"] == "keep"
+    expect(page.locator("#close-note")).to_contain_text("keeps running if you close this page")
+    wait_for_lines(page, 5)
+
+    page.close()
+    time.sleep(GRACE + 1.5)
+    assert server.job(job_id)["status"] == "running", "the job should outlive its page"
+    assert server.wait_final(job_id, 30)["status"] == "completed"
+
+    again = context.new_page()
+    again.goto(f"{server.url}/jobs/{job_id}")
+    expect(again.locator("#status-badge")).to_have_text("completed")
+    expect(again.locator("#downloads")).to_be_visible()
+    expect(again.locator("#end-note")).to_contain_text("Completed")
+
+
+def test_text_file_named_mp3_is_refused_clearly(start_server: Any, page: Any, tmp_path: Path) -> None:
+    server = start_server()
+    fake_mp3 = tmp_path / "notes.mp3"
+    fake_mp3.write_text("These are meeting notes, not audio.\n" * 40)
+    page.goto(server.url + "/")
+    page.set_input_files("#file", fake_mp3)
+    page.click("#upload-button")
+    error = page.locator("#upload-error")
+    expect(error).to_be_visible(timeout=15_000)
+    expect(error).to_contain_text("Upload refused:")
+    assert len(error.inner_text()) > len("Upload refused: ") + 5
+    assert page.url.rstrip("/") == server.url
+    assert server.jobs() == []
+    expect(page.locator("#jobs-body tr")).to_have_count(0)
+    expect(page.locator("#jobs-empty")).to_be_visible()
+    expect(page.locator("#upload-button")).to_be_enabled()
+
+
+def test_jobs_table_updates_live_with_queue_positions(start_server: Any, page: Any) -> None:
+    server = start_server(*LONG_JOB, "--max-concurrent-jobs", "1")
+    page.goto(server.url + "/")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#jobs-empty")).to_be_visible()
+
+    first = server.upload(SPEECH_CLIP)
+    second = server.upload(SPEECH_CLIP)
+    row1 = page.locator(f'#jobs-body tr[data-job-id="{first["id"]}"]')
+    row2 = page.locator(f'#jobs-body tr[data-job-id="{second["id"]}"]')
+    expect(row1.locator(".badge")).to_have_text("running", timeout=10_000)
+    expect(row2.locator(".badge")).to_have_text("queued")
+    expect(row2.locator('td[data-label="Queue"]')).to_have_text("#1")
+    expect(row1.locator('td[data-label="Duration"]')).to_have_text("0:07")
+    # Newest first, and each row links to its job.
+    expect(page.locator("#jobs-body tr").first).to_have_attribute("data-job-id", str(second["id"]))
+    expect(row1.locator("a")).to_have_attribute("href", f"/jobs/{first['id']}")
+    wait_until(
+        lambda: float(row1.locator("progress").evaluate("e => e.value")) > 0.001, 15, "progress to move"
+    )
+    expect(row1.locator(".runtime")).not_to_have_text("–")
+
+    with page.expect_navigation():
+        row1.locator("a").click()
+    assert job_id_of(page) == first["id"]
+
+
+def test_keyboard_only_upload_and_stop_dialog(start_server: Any, page: Any) -> None:
+    server = start_server(*LONG_JOB)
+    page.goto(server.url + "/")
+
+    def tab_to(element_id: str) -> None:
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement && document.activeElement.id") == element_id:
+                return
+        raise AssertionError(f"Tab never reached #{element_id}")
+
+    tab_to("file")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files(SPEECH_CLIP)
+    tab_to("upload-button")
+    page.keyboard.press("Enter")
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    job_id = job_id_of(page)
+    wait_for_lines(page, 3)
+
+    tab_to("stop-button")
+    page.keyboard.press("Enter")
+    dialog = page.locator("#stop-dialog")
+    expect(dialog).to_be_visible()
+    # The safe choice has the focus, and Escape backs out.
+    assert page.evaluate("document.activeElement.id") == "stop-cancel"
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert server.job(job_id)["status"] == "running"
+
+    # Every control on both pages has a label a screen reader reads.
+    expect(page.get_by_role("button", name="Stop job", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="Download full log")).to_be_visible()
+    page.goto(server.url + "/")
+    for label in ("Model", "Language", "Processes", "Threads", "Chunk (s)", "Overlap (s)",
+                  "Keep running if I close this page"):
+        expect(page.get_by_label(label, exact=True)).to_have_count(1)
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_pages_fit_the_screen(start_server: Any, browser: Any, width: int) -> None:
+    server = start_server(*LONG_JOB)
+    ctx = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        page = ctx.new_page()
+        job = server.upload(SPEECH_CLIP)
+        page.goto(f"{server.url}/jobs/{job['id']}")
+        wait_for_lines(page, 80)
+        expect(page.locator("#m-pid")).not_to_have_text("–", timeout=10_000)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, "job page scrolls sideways"
+        shots = ARTIFACTS / "screens"
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / f"job-{width}.png"))
+        home = ctx.new_page()
+        home.goto(server.url + "/")
+        expect(home.locator("#jobs-body tr")).to_have_count(1)
+        assert home.evaluate("document.documentElement.scrollWidth") <= width, "home page scrolls sideways"
+        home.screenshot(path=str(shots / f"home-{width}.png"), full_page=True)
+    finally:
+        ctx.close()
