@@ -111,6 +111,17 @@ function renderStatus() {
   }
 }
 
+// Progress can arrive hundreds of times a second; draw it at most once per frame.
+let renderFrame = 0;
+function scheduleRender() {
+  if (!renderFrame) {
+    renderFrame = requestAnimationFrame(() => {
+      renderFrame = 0;
+      renderStatus();
+    });
+  }
+}
+
 function applyJob(data) {
   if (!data) return;
   const wasFinal = FINAL_STATES.has(job.status);
@@ -140,8 +151,9 @@ function scheduleFlush() {
 
 function queueLogItem(item) {
   pending.push(item);
-  // A tab in the background gets no frames: keep only what could be shown anyway.
-  if (pending.length > MAX_LOG_LINES) {
+  // A tab in the background gets no frames: keep only what could be shown anyway
+  // (trimmed in bulk at twice the cap, so a flood costs O(1) per line).
+  if (pending.length > 2 * MAX_LOG_LINES) {
     droppedFromView += pending.length - MAX_LOG_LINES;
     pending = pending.slice(-MAX_LOG_LINES);
   }
@@ -178,6 +190,10 @@ function lineElement([seq, text, kind]) {
 function flushLog() {
   frame = 0;
   if (pending.length === 0) return;
+  if (pending.length > MAX_LOG_LINES) {
+    droppedFromView += pending.length - MAX_LOG_LINES;
+    pending = pending.slice(-MAX_LOG_LINES);
+  }
   const fragment = document.createDocumentFragment();
   for (const item of pending) fragment.append(lineElement(item));
   pending = [];
@@ -410,7 +426,7 @@ function onMessage(message) {
       if (message.total_seconds != null) progressState.total = Number(message.total_seconds);
       if (job.status === "queued") job.status = "running";
       job.progress = Number(message.progress) || 0;
-      renderStatus();
+      scheduleRender();
       break;
     case "segment":
       addSegment(message);
