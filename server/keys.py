@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -14,10 +15,10 @@ if TYPE_CHECKING:
     from server.runner import Runner
     from server.store import Store
 
-CONFIG = web.AppKey("config", "Config")
-STORE = web.AppKey("store", "Store")
-PROCESSES = web.AppKey("processes", "ProcessManager")
-CHANNELS = web.AppKey("channels", "Channels")
-RUNNER = web.AppKey("runner", "Runner")
-MONITOR = web.AppKey("monitor", "Monitor")
-SOCKETS = web.AppKey("sockets", "weakref.WeakSet[web.WebSocketResponse]")
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+STORE: web.AppKey[Store] = web.AppKey("store")
+PROCESSES: web.AppKey[ProcessManager] = web.AppKey("processes")
+CHANNELS: web.AppKey[Channels] = web.AppKey("channels")
+RUNNER: web.AppKey[Runner] = web.AppKey("runner")
+MONITOR: web.AppKey[Monitor] = web.AppKey("monitor")
+SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")

@@ -23,8 +23,8 @@ from pipeline.protocol import Progress, Segment, parse_line
 from server.channels import Channels
 from server.config import Config
 from server.executor import Executor, JobHandle
-from server.jobstate import REASON_DISCONNECTED, REASON_SHUTDOWN, JobStatus
 from server.joblog import JobLog
+from server.jobstate import REASON_DISCONNECTED, REASON_SHUTDOWN, JobStatus
 from server.processes import job_marker
 from server.store import Store
 
