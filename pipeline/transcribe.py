@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import queue
+import os
 import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from pipeline import audio, protocol
 from pipeline.formats import write_partial, write_transcript
@@ -50,6 +53,7 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     timings: dict[str, float] = field(default_factory=dict)
     workers: list[Any] = field(default_factory=list)
+    connections: dict[int, Connection] = field(default_factory=dict)
     worker_peaks: dict[int, int] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)
 
@@ -84,6 +88,9 @@ def _mb(n_bytes: int) -> str:
 
 
 def _stop_workers(run: Run) -> None:
+    for connection in run.connections.values():
+        with contextlib.suppress(Exception):
+            connection.close()
     for process in run.workers:
         with contextlib.suppress(Exception):
             process.kill()
@@ -110,10 +117,6 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
         say(f"warning: {note}")
 
     context = multiprocessing.get_context("spawn")
-    tasks: Any = context.Queue()
-    events: Any = context.Queue()
-    # Never block exit on a task nobody will read (the workers may be gone).
-    tasks.cancel_join_thread()
     mode = f"batched (batch size {settings.batch_size})" if settings.batched else "sequential"
     say(
         f"loading model {settings.model} ({settings.model_path}) on {settings.device}, "
@@ -123,14 +126,17 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
     load_began = time.monotonic()
     try:
         for number in range(1, settings.processes + 1):
+            ours, theirs = context.Pipe(duplex=True)
             process = context.Process(
                 target=run_worker,
-                args=(number, multiprocessing.current_process().pid, settings, tasks, events),
+                args=(number, os.getpid(), settings, theirs),
                 name=f"pipeline-worker-{number}",
                 daemon=True,
             )
             process.start()
+            theirs.close()
             run.workers.append(process)
+            run.connections[number] = ours
 
         began = time.monotonic()
         samples = audio.decode(settings.input)
@@ -138,13 +144,7 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
         run.duration = duration = len(samples) / audio.SAMPLE_RATE
         chunks = audio.plan_chunks(duration, length, settings.overlap_seconds)
         say(f"decoded {duration:.1f} s of audio in {run.timings['decode']:.2f} s")
-        for chunk in chunks:
-            lo, hi = round(chunk.start * audio.SAMPLE_RATE), round(chunk.end * audio.SAMPLE_RATE)
-            tasks.put((chunk.index, chunk.start, samples[lo:hi]))
-        for _ in run.workers:
-            tasks.put(None)
-        del samples
-        _collect(run, chunks, events, say, load_began)
+        _collect(run, chunks, samples, say, load_began)
     finally:
         _stop_workers(run)
 
@@ -156,86 +156,114 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
     return written
 
 
-def _collect(run: Run, chunks: list[audio.Chunk], events: Any, say: Say, load_began: float) -> None:
-    """Receive worker events until every chunk is done; print segments and progress."""
+def _collect(
+    run: Run, chunks: list[audio.Chunk], samples: np.ndarray, say: Say, load_began: float
+) -> None:
+    """Hand chunks to idle workers and take their events until every chunk is done.
+
+    Prints segments (merged, in time order) and progress as they come.
+    """
     merger = Merger(chunks)
     total = run.duration
     lengths = sum(c.end - c.start for c in chunks) or 1.0
     done_in_chunk = [0.0] * len(chunks)
-    chunk_began: dict[int, float] = {}
+    waiting = list(chunks)
+    workers = {number: p for number, p in enumerate(run.workers, start=1)}
     loaded = 0
     transcribe_began = time.monotonic()
+    shown = -1.0
 
     def progress() -> None:
+        nonlocal shown
         done = min(total, sum(done_in_chunk) * total / lengths)
-        say(protocol.format_progress(done, total))
+        if done > shown:
+            shown = done
+            say(protocol.format_progress(done, total))
 
-    say(protocol.format_progress(0.0, total))
+    def hand_out(worker: int) -> None:
+        connection = run.connections[worker]
+        if not waiting:
+            connection.send(None)
+            return
+        chunk = waiting.pop(0)
+        say(
+            f"chunk {chunk.index + 1}/{len(chunks)} "
+            f"[{protocol.timestamp(chunk.start)} - {protocol.timestamp(chunk.end)}] "
+            f"started on worker {worker}"
+        )
+        lo, hi = round(chunk.start * audio.SAMPLE_RATE), round(chunk.end * audio.SAMPLE_RATE)
+        connection.send((chunk.index, chunk.start, samples[lo:hi]))
+
+    progress()
     while not merger.complete:
-        try:
-            event = events.get(timeout=_POLL_SECONDS)
-        except queue.Empty:
-            for process in run.workers:
-                if process.exitcode is not None and process.exitcode != 0:
-                    raise WorkerFailed(
-                        f"worker {process.name} died (exit code {process.exitcode})"
-                    ) from None
+        by_connection = {id(c): n for n, c in run.connections.items()}
+        ready = wait(list(run.connections.values()), timeout=_POLL_SECONDS)
+        if not ready:
+            for number, process in workers.items():
+                if process.exitcode is not None and number in run.connections:
+                    raise WorkerFailed(f"worker {number} died (exit code {process.exitcode})")
             continue
-        kind, worker = event[0], event[1]
-        if kind == "loaded":
-            loaded += 1
-            seconds = event[2]
-            run.timings.setdefault("model_load", seconds)
-            run.timings["model_load"] = max(run.timings["model_load"], seconds)
-            say(f"worker {worker}: model loaded in {seconds:.2f} s")
-            if loaded == len(run.workers):
-                run.timings["startup"] = time.monotonic() - load_began
-                transcribe_began = time.monotonic()
-        elif kind == "started":
-            chunk = chunks[event[2]]
-            chunk_began[chunk.index] = time.monotonic()
-            say(
-                f"chunk {chunk.index + 1}/{len(chunks)} "
-                f"[{protocol.timestamp(chunk.start)} - {protocol.timestamp(chunk.end)}] "
-                f"started on worker {worker}"
-            )
-        elif kind == "segment":
-            index, data = event[2], event[3]
-            segment = Segment.from_dict(data)
-            merger.add(index, segment)
-            done_in_chunk[index] = max(done_in_chunk[index], segment.end - chunks[index].start)
-            _release(run, merger, say)
-            progress()
-        elif kind == "done":
-            index, seconds, language = event[2], event[3], event[4]
-            chunk = chunks[index]
-            run.language = run.language or language
-            length = chunk.end - chunk.start
-            done_in_chunk[index] = length
-            speed = length / seconds if seconds > 0 else float("inf")
-            say(
-                f"chunk {index + 1}/{len(chunks)} finished in {seconds:.2f} s "
-                f"({speed:.1f}× real time)"
-            )
-            merger.finish(index)
-            _release(run, merger, say)
-            progress()
-        elif kind == "warning":
-            say(f"warning: worker {worker}: {event[2]}")
-        elif kind == "failed":
-            raise WorkerFailed(f"worker {worker} failed: {event[2]}")
-        elif kind == "exit":
-            run.worker_peaks[worker] = event[2]
+        for handle in ready:
+            worker = by_connection[id(handle)]
+            try:
+                event: tuple[Any, ...] = run.connections[worker].recv()
+            except EOFError:
+                code = workers[worker].exitcode
+                raise WorkerFailed(f"worker {worker} died (exit code {code})") from None
+            kind = event[0]
+            if kind == "loaded":
+                loaded += 1
+                seconds = event[2]
+                run.timings["model_load"] = max(run.timings.get("model_load", 0.0), seconds)
+                say(f"worker {worker}: model loaded in {seconds:.2f} s")
+                if loaded == len(run.workers):
+                    run.timings["startup"] = time.monotonic() - load_began
+                    transcribe_began = time.monotonic()
+                hand_out(worker)
+            elif kind == "segment":
+                index, data = event[2], event[3]
+                segment = Segment.from_dict(data)
+                merger.add(index, segment)
+                chunk = chunks[index]
+                reached = min(segment.end, chunk.end) - chunk.start
+                done_in_chunk[index] = max(done_in_chunk[index], reached)
+                _release(run, merger, say)
+                progress()
+            elif kind == "done":
+                index, seconds, language = event[2], event[3], event[4]
+                chunk = chunks[index]
+                run.language = run.language or language
+                done_in_chunk[index] = chunk.end - chunk.start
+                speed = done_in_chunk[index] / seconds if seconds > 0 else float("inf")
+                say(
+                    f"chunk {index + 1}/{len(chunks)} finished in {seconds:.2f} s "
+                    f"({speed:.1f}× real time)"
+                )
+                merger.finish(index)
+                _release(run, merger, say)
+                progress()
+                hand_out(worker)
+            elif kind == "warning":
+                say(f"warning: worker {worker}: {event[2]}")
+            elif kind == "failed":
+                raise WorkerFailed(f"worker {worker} failed: {event[2]}")
+            elif kind == "exit":
+                run.worker_peaks[worker] = event[2]
+                del run.connections[worker]
     run.timings["transcribe"] = time.monotonic() - transcribe_began
     # The workers report their peak memory as they leave; wait briefly for it.
     deadline = time.monotonic() + 2.0
-    while len(run.worker_peaks) < len(run.workers) and time.monotonic() < deadline:
-        try:
-            event = events.get(timeout=_POLL_SECONDS)
-        except queue.Empty:
-            continue
-        if event[0] == "exit":
-            run.worker_peaks[event[1]] = event[2]
+    while run.connections and time.monotonic() < deadline:
+        for handle in wait(list(run.connections.values()), timeout=_POLL_SECONDS):
+            worker = next(n for n, c in run.connections.items() if c is handle)
+            try:
+                event = run.connections[worker].recv()
+            except EOFError:
+                event = ("gone", worker)
+            if event[0] in ("exit", "gone"):
+                if event[0] == "exit":
+                    run.worker_peaks[worker] = event[2]
+                del run.connections[worker]
 
 
 def _release(run: Run, merger: Merger, say: Say) -> None:

@@ -1,7 +1,9 @@
 """A worker process: load the model once, transcribe the chunks it is handed.
 
-Runs in a "spawn" child (see lifeline.py for why). Everything it has to say goes back to
-the leader as small tuples on the event queue; it never prints.
+Runs in a "spawn" child (see lifeline.py for why). It talks to the leader over one
+duplex pipe: tasks come in, events (small tuples) go out; it never prints. Plain pipes
+rather than multiprocessing queues: queues hold semaphores that the resource tracker
+complains about when a stopped run leaves them behind.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import logging
 import resource
 import signal
+import threading
 import time
+from multiprocessing.connection import Connection
 from typing import Any
 
 from pipeline.lifeline import arm_parent_death_signal
@@ -22,35 +26,42 @@ Task = tuple[int, float, Any] | None
 class _ForwardWarnings(logging.Handler):
     """faster-whisper's warnings become leader log lines instead of stray stderr."""
 
-    def __init__(self, events: Any, worker: int) -> None:
+    def __init__(self, leader: Connection, worker: int) -> None:
         super().__init__(level=logging.WARNING)
-        self._events = events
+        self._leader = leader
         self._worker = worker
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._events.put(("warning", self._worker, record.getMessage()))
+        self._leader.send(("warning", self._worker, record.getMessage()))
 
 
 def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_worker(worker: int, leader: int, settings: Settings, tasks: Any, events: Any) -> None:
+def run_worker(worker: int, leader_pid: int, settings: Settings, leader: Connection) -> None:
     """The worker's main: the target of a spawn-context Process."""
-    arm_parent_death_signal(leader)
+    arm_parent_death_signal(leader_pid)
     # Ctrl-C reaches the whole terminal group; the leader decides what happens.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        _serve(worker, settings, tasks, events)
+        _serve(worker, settings, leader)
+    except (EOFError, BrokenPipeError):
+        return  # the leader is gone or done with us
     except Exception as error:
-        events.put(("failed", worker, f"{type(error).__name__}: {error}"))
-    events.put(("exit", worker, _peak_rss_bytes()))
+        leader.send(("failed", worker, f"{type(error).__name__}: {error}"))
+    leader.send(("exit", worker, _peak_rss_bytes()))
 
 
-def _serve(worker: int, settings: Settings, tasks: Any, events: Any) -> None:
-    logging.getLogger("faster_whisper").addHandler(_ForwardWarnings(events, worker))
+def _serve(worker: int, settings: Settings, leader: Connection) -> None:
+    logging.getLogger("faster_whisper").addHandler(_ForwardWarnings(leader, worker))
     logging.getLogger("faster_whisper").propagate = False
     began = time.monotonic()
+    # tqdm (used by faster-whisper) would otherwise make a multiprocessing lock, a
+    # semaphore the resource tracker reports as leaked when a stopped worker is killed.
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     model = WhisperModel(
@@ -61,14 +72,13 @@ def _serve(worker: int, settings: Settings, tasks: Any, events: Any) -> None:
         num_workers=1,
     )
     batched = BatchedInferencePipeline(model) if settings.batched else None
-    events.put(("loaded", worker, time.monotonic() - began))
+    leader.send(("loaded", worker, time.monotonic() - began))
 
     while True:
-        task: Task = tasks.get()
+        task: Task = leader.recv()
         if task is None:
             return
         index, offset, samples = task
-        events.put(("started", worker, index))
         began = time.monotonic()
         options: dict[str, Any] = {
             "language": settings.language_code,
@@ -97,5 +107,5 @@ def _serve(worker: int, settings: Settings, tasks: Any, events: Any) -> None:
                 "text": segment.text.strip(),
                 "words": words,
             }
-            events.put(("segment", worker, index, data))
-        events.put(("done", worker, index, time.monotonic() - began, info.language))
+            leader.send(("segment", worker, index, data))
+        leader.send(("done", worker, index, time.monotonic() - began, info.language))

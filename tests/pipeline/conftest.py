@@ -54,11 +54,13 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> Path:
     return path
 
 
-def repeated_speech(path: Path, copies: int, gap_seconds: float = 0.5) -> Path:
-    """The fixture `copies` times with short silences between, as a 16 kHz WAV."""
+def repeated_speech(
+    path: Path, copies: int, gap_seconds: float = 0.5, source: Path = FIXTURE
+) -> Path:
+    """`source` `copies` times with short silences between, as a 16 kHz WAV."""
     from pipeline.audio import SAMPLE_RATE, decode
 
-    speech = decode(FIXTURE)
+    speech = decode(source)
     gap = np.zeros(int(gap_seconds * SAMPLE_RATE), dtype=np.float32)
     return write_wav(path, np.concatenate([np.concatenate([speech, gap])] * copies))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -121,7 +122,7 @@ def test_probe_refuses_video_without_audio(tmp_path: Path) -> None:
             frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    with pytest.raises(ProbeError, match="^file has no audio stream"):
+    with pytest.raises(ProbeError, match=r"^file has no audio stream"):
         probe(path)
 
 
@@ -134,7 +135,7 @@ def test_chunks_cover_the_audio_with_overlap() -> None:
     chunks = plan_chunks(100.0, 30, 4)
     assert chunks[0].start == 0.0
     assert chunks[-1].end == 100.0
-    for left, right in zip(chunks, chunks[1:], strict=False):
+    for left, right in itertools.pairwise(chunks):
         assert right.start == pytest.approx(left.end - 4)
     assert [c.index for c in chunks] == list(range(len(chunks)))
     # No sliver at the end: the last chunk is at least half a chunk long.

@@ -59,7 +59,10 @@ def test_jfk_matches_its_sentence(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_chunked_with_two_workers_matches_unchunked(tmp_path: Path) -> None:
-    audio = repeated_speech(tmp_path / "three.wav", copies=3)  # about 23 s
+    # Real speech when we have it: tiny.en hears the synthetic voice less steadily, and
+    # then the chunks differ by recognition, not by merging.
+    source, copies = (JFK, 2) if JFK.exists() else (FIXTURE, 3)
+    audio = repeated_speech(tmp_path / "long.wav", copies=copies, source=source)  # 23 s
     whole = run_pipeline(audio, "--out-dir", tmp_path / "whole", "--formats", "json")
     assert whole.returncode == 0, whole.stdout + whole.stderr
     chunked = run_pipeline(
