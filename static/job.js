@@ -56,6 +56,7 @@ function renderEta() {
     eta.textContent = bits.join(" · ");
   } else if (FINAL_STATES.has(job.status) && elapsed != null) {
     eta.textContent = `Ran for ${formatDuration(elapsed)}`;
+    $("m-elapsed").textContent = formatDuration(elapsed);
   } else {
     eta.textContent = "";
   }
@@ -251,7 +252,9 @@ async function loadLogTailIfEmpty() {
     const body = await api(`${jobPath}/logs?lines=${MAX_LOG_LINES}`);
     if (lastLogSeq > 0 || logEl.childElementCount > 0) return;
     for (const line of body.lines || []) queueLogItem([null, line, "line"]);
+    if (!(body.lines || []).length) logEl.dataset.empty = "No log output.";
   } catch {
+    logEl.dataset.empty = "No log output.";
     // The log may not exist (the job never started); the panel stays empty.
   }
 }
