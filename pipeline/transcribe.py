@@ -80,6 +80,12 @@ class Run:
                 "compute_type": s.effective_compute_type,
             },
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "memory": {
+                "leader_peak_mb": round(leader_peak_bytes() / 1_048_576, 1),
+                "worker_peak_mb": [
+                    round(self.worker_peaks[k] / 1_048_576, 1) for k in sorted(self.worker_peaks)
+                ],
+            },
         }
 
 
