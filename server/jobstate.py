@@ -47,3 +47,9 @@ REASON_DISCONNECTED = "all clients disconnected"
 REASON_STOPPED = "stopped by user"
 REASON_SHUTDOWN = "server shutdown"
 ORPHANED_PREFIX = "orphaned:"
+
+
+def sources_of(new: str) -> frozenset[JobStatus]:
+    """The states a job may be in to move to `new`; the store's conditional UPDATEs use it."""
+    target = JobStatus(new)
+    return frozenset(s for s, allowed in ALLOWED_TRANSITIONS.items() if target in allowed)
