@@ -1,0 +1,245 @@
+"""Log latency and event-loop lag: a fake job prints timestamped lines at 1k and 10k lines/s
+to 1, 10 and 50 websocket subscribers; each line's latency is client receive time minus the
+time.time() the child printed in it (one clock: both run on this machine).
+
+Event-loop lag is read from the server's own probe (`loop_lag_ms` in /api/health, turned on
+with --loop-lag-interval) while the 10k/s × 50 stream runs. A server without the probe is
+measured from outside instead: /api/health round trips during the stream against round
+trips on the idle server (less precise: it includes the client's own delays; the row says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sys
+import time
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType
+
+from benchmarks.client import BenchServer, fake
+from benchmarks.common import REPO, Deadline, Row, median, p99, run_async, run_script
+
+START_DELAY = 2.0  # the child waits this long, so every client subscribes before line 1
+LAG_INTERVAL = 0.005  # the server probe's sampling interval when it has one
+LAG_WINDOW = 5.0  # seconds of samples the probe keeps (server side)
+# A log message as channels.encode writes it; anything else falls back to json.loads.
+_LOG = re.compile(r'"type":"log","job":\d+,"seq":(\d+),"line":"(\d+\.\d+) ')
+FINAL = ("completed", "failed", "cancelled")
+
+
+@dataclass
+class Listener:
+    """One websocket subscriber's tally."""
+
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    received: int = 0
+    last_seq: int = 0
+    out_of_order: int = 0
+    missed: int = 0  # lines the server said this client missed (gap messages)
+    subscribed_at: float = 0.0
+    finished: bool = False
+
+    def take(self, frame: str, now: float) -> None:
+        found = _LOG.findall(frame)
+        if len(found) != frame.count('"type":"log"'):
+            raise RuntimeError(f"unexpected log message shape: {frame[:200]}")
+        for seq_text, stamp in found:
+            seq = int(seq_text)
+            if seq != self.last_seq + 1:
+                self.out_of_order += 1
+            self.last_seq = seq
+            self.latencies.append((now - float(stamp)) * 1000.0)
+        self.received += len(found)
+        if '"type":"gap"' in frame:
+            for match in re.finditer(r'"type":"gap"[^}]*"missed":(\d+)', frame):
+                self.missed += int(match.group(1))
+        if '"type":"status"' in frame and any(f'"status":"{s}"' in frame for s in FINAL):
+            self.finished = True
+
+
+async def listen(server: BenchServer, job_id: int, listener: Listener, ready: asyncio.Event,
+                 total: int, timeout: float) -> None:  # fmt: skip
+    async with server.ws() as ws:
+        await ws.send_json({"type": "subscribe", "job": job_id})
+        deadline = Deadline(timeout)
+        while deadline and not listener.finished and listener.received < total:
+            try:
+                message = await ws.receive(timeout=deadline.left)
+            except TimeoutError:
+                break
+            now = time.time()
+            if message.type != WSMsgType.TEXT:
+                break
+            if not ready.is_set() or not listener.subscribed_at:
+                listener.subscribed_at = now
+                ready.set()
+            listener.take(message.data, now)
+
+
+async def health_rtts(server: BenchServer, stop: asyncio.Event, interval: float = 0.01) -> list[float]:
+    """Round trips of GET /api/health in ms, one every `interval`, until `stop`."""
+    rtts: list[float] = []
+    deadline = Deadline(120)
+    while not stop.is_set() and deadline:
+        began = time.perf_counter()
+        await server.get("/api/health")
+        rtts.append((time.perf_counter() - began) * 1000.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+    return rtts
+
+
+@dataclass
+class CaseResult:
+    rate: int
+    clients: int
+    lines: int
+    listeners: list[Listener]
+    lag: dict[str, Any] | None = None  # the server probe's summary, if it has one
+    rtt_busy: list[float] = field(default_factory=list)
+    rtt_idle: list[float] = field(default_factory=list)
+
+    @property
+    def latencies(self) -> list[float]:
+        out: list[float] = []
+        for listener in self.listeners:
+            out.extend(listener.latencies)
+        return out
+
+    @property
+    def delivered(self) -> int:
+        return sum(min(listener.received, self.lines) for listener in self.listeners)
+
+
+async def run_case(
+    server: BenchServer, rate: int, clients: int, lines: int, measure_lag: bool, has_probe: bool
+) -> CaseResult:
+    outside = measure_lag and not has_probe  # no in-app probe: time /api/health round trips
+    rtt_idle = await health_rtts_for(server, 1.0) if outside else []
+    job_id = await server.upload(on_disconnect="keep")
+    listeners = [Listener() for _ in range(clients)]
+    readies = [asyncio.Event() for _ in range(clients)]
+    stream_seconds = lines / rate
+    tasks = [
+        asyncio.create_task(listen(server, job_id, li, ev, lines, START_DELAY + stream_seconds + 60))
+        for li, ev in zip(listeners, readies, strict=True)
+    ]
+    stop = asyncio.Event()
+    prober = asyncio.create_task(health_rtts(server, stop)) if outside else None
+    lag: dict[str, Any] | None = None
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in readies)), START_DELAY + 10)
+        if measure_lag:
+            # Read the probe's window once it lies wholly inside the stream.
+            await asyncio.sleep(START_DELAY + min(stream_seconds - 0.5, LAG_WINDOW + 0.5))
+            if has_probe:
+                lag = (await server.get("/api/health")).get("loop_lag_ms")
+            stop.set()
+        await asyncio.gather(*tasks)
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        rtt_busy = await prober if prober is not None else []
+        await asyncio.gather(*tasks, return_exceptions=True)
+    with contextlib.suppress(Exception):
+        await server.wait_status(job_id, FINAL, 30)
+    return CaseResult(rate, clients, lines, listeners, lag, rtt_busy, rtt_idle)
+
+
+async def health_rtts_for(server: BenchServer, seconds: float) -> list[float]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(health_rtts(server, stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    return await task
+
+
+def case_rows(result: CaseResult) -> list[Row]:
+    lat = result.latencies
+    name = f"{result.rate // 1000}k lines/s × {result.clients} client{'s' if result.clients > 1 else ''}"
+    expected = result.lines * result.clients
+    delivered = result.delivered
+    disorder = sum(li.out_of_order for li in result.listeners)
+    missed = sum(li.missed for li in result.listeners)
+    note = f"{delivered}/{expected} lines delivered"
+    if missed or disorder:
+        note += f"; {missed} reported missed (gap), {disorder} out of order"
+    goal, held = "", None
+    if (result.rate, result.clients) == (1000, 10):
+        goal = "p99 < 20 ms"
+        held = bool(lat) and p99(lat) < 20
+    elif (result.rate, result.clients) == (10000, 50):
+        goal = "every line delivered; p99 ≤ 100 ms"
+        held = delivered == expected and bool(lat) and p99(lat) <= 100
+    rows = [
+        Row("log latency", name, "child print → client receive (ms)", len(lat),
+            median(lat) if lat else None, p99(lat) if lat else None, goal, held, note)
+    ]  # fmt: skip
+    if result.lag is not None:
+        lag = result.lag
+        rows.append(
+            Row("event-loop lag", name, "server loop lag, in-app probe (ms)", int(lag.get("samples", 0)),
+                lag.get("p50"), lag.get("p99"), "p99 < 10 ms", lag.get("p99", 1e9) < 10,
+                f"timer lateness sampled every {LAG_INTERVAL * 1000:g} ms over the last "
+                f"{LAG_WINDOW:g} s of the stream; max {lag.get('max', float('nan')):.1f} ms")
+        )  # fmt: skip
+    elif result.rtt_busy:
+        busy, idle = result.rtt_busy, result.rtt_idle
+        excess = [max(0.0, r - median(idle)) for r in busy] if idle else busy
+        rows.append(
+            Row("event-loop lag", name, "inferred: /api/health RTT minus idle median (ms)", len(busy),
+                median(excess), p99(excess), "p99 < 10 ms", p99(excess) < 10,
+                f"no in-app probe: measured from outside (includes the client's own delays); "
+                f"idle RTT median {median(idle):.2f} ms" if idle else "no idle baseline")
+        )  # fmt: skip
+    return rows
+
+
+async def run_all(quick: bool) -> list[Row]:
+    seconds = {1000: 3.0 if quick else 5.0, 10000: 6.0 if quick else 8.0}
+    rows: list[Row] = []
+    for rate in (1000, 10000):
+        lines = int(rate * seconds[rate])
+        flags = fake(
+            "--rate", str(rate), "--lines", str(lines), "--timestamps", "--segments", "0",
+            "--start-delay", str(START_DELAY),
+        )  # fmt: skip
+        has_probe = await _has_probe()
+        probe = ["--loop-lag-interval", str(LAG_INTERVAL)] if has_probe else []
+        intervals = ("--metrics-interval", "1", "--heartbeat-interval", "5")  # the defaults
+        async with BenchServer(*flags, *intervals, *probe) as server:
+            for clients in (1, 10, 50):
+                measure_lag = rate == 10000 and clients == 50
+                result = await run_case(server, rate, clients, lines, measure_lag, has_probe)
+                rows.extend(case_rows(result))
+                print(f"  log latency {rate}/s × {clients}: done", file=sys.stderr)
+    return rows
+
+
+async def _has_probe() -> bool:
+    """Whether this server has the opt-in loop-lag probe (its flag is in --help)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "--help", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return b"--loop-lag-interval" in out
+
+
+def rows(quick: bool = False) -> list[Row]:
+    return list(run_async(lambda: run_all(quick)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_script(rows, "log latency and event-loop lag", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Transcription overhead and parallel scaling, on ≥ 5 minutes of speech.
+
+The direct faster-whisper calls, the pipeline's P×T configurations and the audio come from
+benchmarks/pipeline_bench.py (the pipeline's own benchmark); this script adds the path a
+user takes: upload → completed through a running server in its default configuration,
+timed against a direct call made right before each server run (pairs, so the machine's
+noise hits both sides of each ratio alike).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import pipeline_bench
+from benchmarks.client import BenchServer
+from benchmarks.common import Row, median, p99, run_async, run_script
+from pipeline.settings import usable_cores
+from pipeline.wer import wer
+
+FINAL = ("completed", "failed", "cancelled")
+MINUTES = 5.0
+
+
+async def through_server(server: BenchServer, audio: Path) -> tuple[float, str]:
+    """Seconds from the start of the upload until the job reads completed; the transcript."""
+    began = time.perf_counter()
+    job_id = await server.upload(audio, on_disconnect="keep")
+    deadline = began + 30 * 60
+    while True:
+        job = await server.job(job_id)
+        if job["status"] in FINAL:
+            break
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"job {job_id} still {job['status']}")
+        await asyncio.sleep(0.05)
+    took = time.perf_counter() - began
+    if job["status"] != "completed":
+        raise RuntimeError(f"server job {job['status']}: {job.get('error_message')}")
+    assert server.session is not None
+    async with server.session.get(f"{server.url}/api/jobs/{job_id}/transcript.txt") as response:
+        response.raise_for_status()
+        return took, await response.text()
+
+
+async def server_pairs(audio: Path, reference: str, mode: str, pairs: int) -> list[dict[str, Any]]:
+    """`pairs` × (direct call in `mode`, then the same audio through the server)."""
+    out = []
+    # The server's own defaults: no --default-* flags, the real pipeline.
+    async with BenchServer("--max-concurrent-jobs", "1", "--max-upload-mb", "512") as server:
+        for _ in range(pairs):
+            direct = await asyncio.to_thread(pipeline_bench._direct_in_child, mode, audio, usable_cores())
+            served, text = await through_server(server, audio)
+            out.append(
+                {
+                    "direct_s": direct["wall_s"],
+                    "server_s": served,
+                    "direct_wer": wer(reference, direct["text"]),
+                    "server_wer": wer(reference, text),
+                }
+            )
+            print(f"  transcription: direct {mode} {direct['wall_s']:.1f} s, server {served:.1f} s",
+                  file=sys.stderr)  # fmt: skip
+    return out
+
+
+def scaling_rows(measured: list[dict[str, Any]]) -> list[Row]:
+    by = {r["config"]: r for r in measured}
+    base = by.get("pipeline 1×2")
+    if base is None:
+        return []
+    rows = []
+    for name in ("pipeline 1×2", "pipeline 2×1", "pipeline 2×2"):
+        r = by.get(name)
+        if r is None:
+            continue
+        used = r.get("effective") or {}
+        ratio = r["wall_s"] / base["wall_s"]
+        is_base = name == "pipeline 1×2"
+        rows.append(
+            Row("parallel scaling", name.removeprefix("pipeline ") + (" (baseline)" if is_base else ""),
+                "pipeline wall / 1×2 wall", 1, ratio, None,
+                "baseline" if is_base else "never slower than 1×2 (≤ 1.05: noise)",
+                None if is_base else ratio <= 1.05,
+                f"{r['wall_s']:.1f} s for {r['audio_s']:.0f} s of audio; ran as "
+                f"{used.get('processes')}×{used.get('threads')}; WER {100 * r['wer']:.1f}%")
+        )  # fmt: skip
+    return rows
+
+
+def rows(quick: bool = False) -> list[Row]:
+    minutes = 1.0 if quick else MINUTES
+    measured = pipeline_bench.rows(quick=quick, minutes=minutes)
+    directs = [r for r in measured if r["config"].startswith("direct")]
+    fastest = min(directs, key=lambda r: r["wall_s"])
+    mode = "batched" if "batched" in fastest["config"] else "sequential"
+    with tempfile.TemporaryDirectory(prefix="bench-transcribe-") as tmp:
+        audio, reference = pipeline_bench.build_audio(Path(tmp), minutes)
+        pairs = run_async(lambda: server_pairs(audio, reference, mode, 1 if quick else 2))
+    ratios = [p["server_s"] / p["direct_s"] for p in pairs]
+    server_wer = max(p["server_wer"] for p in pairs)
+    direct_wer = min(fastest["wer"], *(p["direct_wer"] for p in pairs))
+    audio_s = fastest["audio_s"]
+    note = (
+        f"{audio_s:.0f} s of audio; server {median([p['server_s'] for p in pairs]):.1f} s vs direct "
+        f"{mode} {median([p['direct_s'] for p in pairs]):.1f} s (load included on both sides); "
+        f"WER server {100 * server_wer:.1f}% vs direct {100 * direct_wer:.1f}%"
+        + ("; --quick: 1 min of audio, not the goal's 5" if quick else "")
+    )
+    overhead = Row(
+        "transcription overhead", "server default config", f"upload → completed / direct {mode}",
+        len(ratios), median(ratios), p99(ratios), "≤ 1.1× fastest direct; WER no worse",
+        median(ratios) <= 1.1 and server_wer <= direct_wer + 1e-9, note,
+    )  # fmt: skip
+    direct_rows = [
+        Row("transcription overhead", r["config"], "wall / fastest direct", 1, r["ratio_to_fastest_direct"],
+            None, "reference", None, f"{r['wall_s']:.1f} s; WER {100 * r['wer']:.1f}%")
+        for r in measured
+        if not r["config"].startswith("pipeline 2") and r["config"] not in ("pipeline 1×2",)
+    ]  # fmt: skip
+    return [overhead, *direct_rows, *scaling_rows(measured)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_script(rows, "transcription overhead and parallel scaling", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
