@@ -194,5 +194,7 @@ async def health(request: web.Request) -> web.Response:
             "running": len(runner.running),
             "queued": len(runner.queue),
             "instance": runner.instance_id,
+            # Live asyncio tasks, so a leak (a socket's writer, a grace timer) shows from outside.
+            "tasks": len(asyncio.all_tasks()),
         }
     )
