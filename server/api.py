@@ -188,13 +188,15 @@ async def transcript(request: web.Request) -> web.StreamResponse:
 
 async def health(request: web.Request) -> web.Response:
     runner = request.app[keys.RUNNER]
-    return web.json_response(
-        {
-            "status": "ok",
-            "running": len(runner.running),
-            "queued": len(runner.queue),
-            "instance": runner.instance_id,
-            # Live asyncio tasks, so a leak (a socket's writer, a grace timer) shows from outside.
-            "tasks": len(asyncio.all_tasks()),
-        }
-    )
+    body: dict[str, Any] = {
+        "status": "ok",
+        "running": len(runner.running),
+        "queued": len(runner.queue),
+        "instance": runner.instance_id,
+        # Live asyncio tasks, so a leak (a socket's writer, a grace timer) shows from outside.
+        "tasks": len(asyncio.all_tasks()),
+    }
+    probe = request.app.get(keys.LAG_PROBE)
+    if probe is not None:
+        body["loop_lag_ms"] = probe.summary()
+    return web.json_response(body)

@@ -25,6 +25,7 @@ from server.channels import Channels
 from server.config import Config
 from server.errors import error_middleware
 from server.executor import Executor, LocalExecutor
+from server.lagprobe import LagProbe
 from server.monitor import Monitor
 from server.processes import ProcessManager, read_identity
 from server.routes import setup_routes
@@ -49,6 +50,8 @@ def create_app(config: Config, *, executor: Executor | None = None) -> web.Appli
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_runner_ctx(executor))
     app.cleanup_ctx.append(_monitor_ctx)
+    if config.loop_lag_interval > 0:
+        app.cleanup_ctx.append(_lag_probe_ctx)
     app.on_shutdown.append(_close_websockets)
     return app
 
@@ -112,6 +115,18 @@ async def _monitor_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.MONITOR] = monitor
     task = asyncio.create_task(monitor.run(), name="monitor")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _lag_probe_ctx(app: web.Application) -> AsyncIterator[None]:
+    probe = LagProbe(app[keys.CONFIG].loop_lag_interval)
+    app[keys.LAG_PROBE] = probe
+    task = asyncio.create_task(probe.run(), name="loop-lag-probe")
     try:
         yield
     finally:

@@ -68,6 +68,12 @@ class Config:
     default_overlap_seconds: float = setting(
         2.0, "overlap between chunks by default", metavar="SECONDS"
     )
+    loop_lag_interval: float = setting(
+        0.0,
+        "seconds between event-loop lag samples, reported by /api/health as loop_lag_ms "
+        "(0: off; the benchmarks turn it on)",
+        metavar="SECONDS",
+    )
 
     @property
     def db_path(self) -> Path:

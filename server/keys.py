@@ -10,6 +10,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from server.channels import Channels
     from server.config import Config
+    from server.lagprobe import LagProbe
     from server.monitor import Monitor
     from server.processes import ProcessManager
     from server.runner import Runner
@@ -21,4 +22,5 @@ PROCESSES: web.AppKey[ProcessManager] = web.AppKey("processes")
 CHANNELS: web.AppKey[Channels] = web.AppKey("channels")
 RUNNER: web.AppKey[Runner] = web.AppKey("runner")
 MONITOR: web.AppKey[Monitor] = web.AppKey("monitor")
+LAG_PROBE: web.AppKey[LagProbe] = web.AppKey("lag_probe")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
