@@ -166,4 +166,3 @@ def gone(procs: Sequence[psutil.Process]) -> bool:
         except psutil.Error:
             continue
     return True
-

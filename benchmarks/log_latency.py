@@ -3,9 +3,9 @@ to 1, 10 and 50 websocket subscribers; each line's latency is client receive tim
 time.time() the child printed in it (one clock: both run on this machine).
 
 Event-loop lag is read from the server's own probe (`loop_lag_ms` in /api/health, turned on
-with --loop-lag-interval) while the 10k/s × 50 stream runs. A server without the probe is
-measured from outside instead: /api/health round trips during the stream against round
-trips on the idle server (less precise: it includes the client's own delays; the row says so).
+with --loop-lag-interval: how late a 5 ms timer fires) over a window that lies wholly inside
+the 10k/s × 50 stream. An outside client's /api/health round trips would also time the
+client itself, which is busy parsing half a million messages a second here.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 from aiohttp import WSMsgType
 
 from benchmarks.client import BenchServer, fake
-from benchmarks.common import REPO, Deadline, Row, median, p99, run_async, run_script
+from benchmarks.common import Deadline, Row, median, p99, run_async, run_script
+from server.lagprobe import WINDOW_SECONDS as LAG_WINDOW
 
 START_DELAY = 2.0  # the child waits this long, so every client subscribes before line 1
 LAG_INTERVAL = 0.005  # the server probe's sampling interval when it has one
-LAG_WINDOW = 5.0  # seconds of samples the probe keeps (server side)
 # A log message as channels.encode writes it; anything else falls back to json.loads.
 _LOG = re.compile(r'"type":"log","job":\d+,"seq":(\d+),"line":"(\d+\.\d+) ')
 FINAL = ("completed", "failed", "cancelled")
@@ -82,28 +82,13 @@ async def listen(server: BenchServer, job_id: int, listener: Listener, ready: as
             listener.take(message.data, now)
 
 
-async def health_rtts(server: BenchServer, stop: asyncio.Event, interval: float = 0.01) -> list[float]:
-    """Round trips of GET /api/health in ms, one every `interval`, until `stop`."""
-    rtts: list[float] = []
-    deadline = Deadline(120)
-    while not stop.is_set() and deadline:
-        began = time.perf_counter()
-        await server.get("/api/health")
-        rtts.append((time.perf_counter() - began) * 1000.0)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
-    return rtts
-
-
 @dataclass
 class CaseResult:
     rate: int
     clients: int
     lines: int
     listeners: list[Listener]
-    lag: dict[str, Any] | None = None  # the server probe's summary, if it has one
-    rtt_busy: list[float] = field(default_factory=list)
-    rtt_idle: list[float] = field(default_factory=list)
+    lag: dict[str, Any] | None = None  # the server probe's summary
 
     @property
     def latencies(self) -> list[float]:
@@ -117,11 +102,7 @@ class CaseResult:
         return sum(min(listener.received, self.lines) for listener in self.listeners)
 
 
-async def run_case(
-    server: BenchServer, rate: int, clients: int, lines: int, measure_lag: bool, has_probe: bool
-) -> CaseResult:
-    outside = measure_lag and not has_probe  # no in-app probe: time /api/health round trips
-    rtt_idle = await health_rtts_for(server, 1.0) if outside else []
+async def run_case(server: BenchServer, rate: int, clients: int, lines: int, measure_lag: bool) -> CaseResult:
     job_id = await server.upload(on_disconnect="keep")
     listeners = [Listener() for _ in range(clients)]
     readies = [asyncio.Event() for _ in range(clients)]
@@ -130,35 +111,21 @@ async def run_case(
         asyncio.create_task(listen(server, job_id, li, ev, lines, START_DELAY + stream_seconds + 60))
         for li, ev in zip(listeners, readies, strict=True)
     ]
-    stop = asyncio.Event()
-    prober = asyncio.create_task(health_rtts(server, stop)) if outside else None
     lag: dict[str, Any] | None = None
     try:
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in readies)), START_DELAY + 10)
         if measure_lag:
             # Read the probe's window once it lies wholly inside the stream.
             await asyncio.sleep(START_DELAY + min(stream_seconds - 0.5, LAG_WINDOW + 0.5))
-            if has_probe:
-                lag = (await server.get("/api/health")).get("loop_lag_ms")
-            stop.set()
+            lag = (await server.get("/api/health")).get("loop_lag_ms")
         await asyncio.gather(*tasks)
     finally:
-        stop.set()
         for task in tasks:
             task.cancel()
-        rtt_busy = await prober if prober is not None else []
         await asyncio.gather(*tasks, return_exceptions=True)
     with contextlib.suppress(Exception):
         await server.wait_status(job_id, FINAL, 30)
-    return CaseResult(rate, clients, lines, listeners, lag, rtt_busy, rtt_idle)
-
-
-async def health_rtts_for(server: BenchServer, seconds: float) -> list[float]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(health_rtts(server, stop))
-    await asyncio.sleep(seconds)
-    stop.set()
-    return await task
+    return CaseResult(rate, clients, lines, listeners, lag)
 
 
 def case_rows(result: CaseResult) -> list[Row]:
@@ -190,15 +157,20 @@ def case_rows(result: CaseResult) -> list[Row]:
                 f"timer lateness sampled every {LAG_INTERVAL * 1000:g} ms over the last "
                 f"{LAG_WINDOW:g} s of the stream; max {lag.get('max', float('nan')):.1f} ms")
         )  # fmt: skip
-    elif result.rtt_busy:
-        busy, idle = result.rtt_busy, result.rtt_idle
-        excess = [max(0.0, r - median(idle)) for r in busy] if idle else busy
+    elif (result.rate, result.clients) == (10000, 50):
         rows.append(
-            Row("event-loop lag", name, "inferred: /api/health RTT minus idle median (ms)", len(busy),
-                median(excess), p99(excess), "p99 < 10 ms", p99(excess) < 10,
-                f"no in-app probe: measured from outside (includes the client's own delays); "
-                f"idle RTT median {median(idle):.2f} ms" if idle else "no idle baseline")
-        )  # fmt: skip
+            Row(
+                "event-loop lag",
+                name,
+                "server loop lag (ms)",
+                0,
+                None,
+                None,
+                "p99 < 10 ms",
+                None,
+                "not measured: /api/health has no loop_lag_ms",
+            )
+        )
     return rows
 
 
@@ -211,26 +183,15 @@ async def run_all(quick: bool) -> list[Row]:
             "--rate", str(rate), "--lines", str(lines), "--timestamps", "--segments", "0",
             "--start-delay", str(START_DELAY),
         )  # fmt: skip
-        has_probe = await _has_probe()
-        probe = ["--loop-lag-interval", str(LAG_INTERVAL)] if has_probe else []
+        probe = ("--loop-lag-interval", str(LAG_INTERVAL))
         intervals = ("--metrics-interval", "1", "--heartbeat-interval", "5")  # the defaults
         async with BenchServer(*flags, *intervals, *probe) as server:
             for clients in (1, 10, 50):
                 measure_lag = rate == 10000 and clients == 50
-                result = await run_case(server, rate, clients, lines, measure_lag, has_probe)
+                result = await run_case(server, rate, clients, lines, measure_lag)
                 rows.extend(case_rows(result))
                 print(f"  log latency {rate}/s × {clients}: done", file=sys.stderr)
     return rows
-
-
-async def _has_probe() -> bool:
-    """Whether this server has the opt-in loop-lag probe (its flag is in --help)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "--help", stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL, cwd=REPO,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    return b"--loop-lag-interval" in out
 
 
 def rows(quick: bool = False) -> list[Row]:
