@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from server.processes import ProcessManager, SpawnedProcess, spawn
+from server.store import Store
+from tests.helpers.children import script
+
+Spawner = Callable[..., Awaitable[SpawnedProcess]]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "transcriptor.db")
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+def manager(store: Store) -> ProcessManager:
+    return ProcessManager(store, kill_grace=0.5)
+
+
+@pytest.fixture
+async def start_child(manager: ProcessManager) -> AsyncIterator[Spawner]:
+    """Spawn a child script with a marker; whatever is left of it is killed afterwards.
+
+    Only the groups and marker-carrying processes these tests started are ever signalled.
+    """
+    started: list[tuple[SpawnedProcess, str]] = []
+
+    async def start(name: str, *args: object, marker: str | None = None) -> SpawnedProcess:
+        marker = marker or f"test-{uuid.uuid4().hex}:0"
+        child = await spawn([sys.executable, script(name), *map(str, args)], marker=marker)
+        started.append((child, marker))
+        return child
+
+    yield start
+    for child, marker in started:
+        await manager.kill_group(child.pgid, marker=marker, leader=child.identity, grace=0.2)
+        if child.process.stdin is not None:
+            child.process.stdin.close()
+        await child.process.wait()
+
+
+async def read_until(child: SpawnedProcess, prefix: str) -> list[str]:
+    """Lines of child's output up to and including the first one starting with prefix."""
+    assert child.process.stdout is not None
+    lines = []
+    while True:
+        raw = await child.process.stdout.readline()
+        assert raw, f"EOF before {prefix!r}; got {lines}"
+        line = raw.decode().rstrip("\n")
+        lines.append(line)
+        if line.startswith(prefix):
+            return lines

@@ -1,0 +1,160 @@
+"""Killing process groups: escalation, grandchildren, setsid escapees, identity checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from server.processes import ProcessIdentity, ProcessManager, SpawnedProcess, read_identity
+from server.store import Store
+from tests.processes.conftest import Spawner, read_until
+from tests.store.util import job_args
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return False
+    return data[data.rindex(b")") + 2 : data.rindex(b")") + 3] not in (b"Z", b"X")
+
+
+async def exited(child: SpawnedProcess, timeout: float = 10) -> int:
+    """The exit code as soon as the child exits (polled: there is no event for it)."""
+    for _ in range(int(timeout / 0.01)):
+        if child.process.returncode is not None:
+            return child.process.returncode
+        await asyncio.sleep(0.01)
+    raise AssertionError("child did not exit")
+
+
+def pids_from(lines: list[str], prefix: str) -> list[int]:
+    return [int(line.split()[1]) for line in lines if line.startswith(prefix)]
+
+
+async def register(store: Store, child: SpawnedProcess, **overrides: object) -> int:
+    job = await store.create_job(**job_args())
+    ident = child.identity
+    args: dict[str, object] = {
+        "pid": ident.pid,
+        "pgid": child.pgid,
+        "start_ticks": ident.start_ticks,
+        "boot_id": ident.boot_id,
+        "instance_id": "test-instance",
+        "log_file_path": "/nonexistent.log",
+    }
+    args.update(overrides)
+    assert await store.register_process(job["id"], **args)  # type: ignore[arg-type]
+    return int(job["id"])
+
+
+async def test_group_kill_leaves_no_grandchildren(
+    manager: ProcessManager, start_child: Spawner
+) -> None:
+    child = await start_child("forker.py", 3, 30, marker="t:1")
+    lines = await read_until(child, "ready")
+    grandchildren = pids_from(lines, "child")
+    assert len(grandchildren) == 3 and all(alive(p) for p in grandchildren)
+    began = time.monotonic()
+    report = await manager.kill_group(child.pgid, marker="t:1", leader=child.identity, grace=5)
+    assert time.monotonic() - began < 3  # returns as soon as the group is gone
+    assert report.signalled and not report.sigkilled
+    assert (report.survivors, report.reason) == (0, "terminated by SIGTERM")
+    assert not any(alive(p) for p in grandchildren)
+    assert await child.process.wait() < 0
+
+
+async def test_sigterm_ignored_gets_sigkill_after_grace(
+    manager: ProcessManager, start_child: Spawner
+) -> None:
+    child = await start_child("forker.py", 2, 30, "--ignore-term", marker="t:2")
+    grandchildren = pids_from(await read_until(child, "ready"), "child")
+    began = time.monotonic()
+    report = await manager.kill_group(child.pgid, marker="t:2", leader=child.identity, grace=0.5)
+    elapsed = time.monotonic() - began
+    assert 0.5 <= elapsed < 4
+    assert report.signalled and report.sigkilled and report.survivors == 0
+    assert report.reason == "killed with SIGKILL after 0.5 s grace"
+    assert not any(alive(p) for p in [child.process.pid, *grandchildren])
+    assert await child.process.wait() == -9
+
+
+async def test_kill_process_by_job_id(
+    store: Store, manager: ProcessManager, start_child: Spawner
+) -> None:
+    job_id = 0
+    child = await start_child("ignore_term.py", 30, marker=manager.marker(await _next_id(store)))
+    await read_until(child, "ready")
+    job_id = await register(store, child)
+    assert manager.marker(job_id) == f"{store.install_id}:{job_id}"
+    report = await manager.kill_process(job_id, grace=0.3)
+    assert (report.job_id, report.sigkilled, report.survivors) == (job_id, True, 0)
+    # The kill never touches the job's status.
+    assert (await store.get_job(job_id) or {})["status"] == "running"
+    again = await manager.kill_process(job_id)
+    assert (again.signalled, again.reason) == (False, "already gone")
+
+
+async def _next_id(store: Store) -> int:
+    jobs = await store.list_jobs(limit=1)
+    return (jobs[0]["id"] if jobs else 0) + 1
+
+
+async def test_setsid_grandchild_is_found_by_marker(
+    store: Store, manager: ProcessManager, start_child: Spawner
+) -> None:
+    job_id = await _next_id(store)
+    child = await start_child("setsid_grandchild.py", 30, marker=manager.marker(job_id))
+    [grandchild] = pids_from(await read_until(child, "ready"), "grandchild")
+    assert os.getpgid(grandchild) != child.pgid
+    assert await register(store, child) == job_id
+
+    # A plain group kill cannot reach it...
+    report = await manager.kill_process(job_id, grace=1)
+    assert report.signalled and report.survivors == 0
+    assert alive(grandchild)
+    # ...the tree kill finds it through the marker it inherited.
+    report = await manager.kill_process_tree(job_id, grace=1)
+    assert report.signalled and report.survivors == 0
+    assert not alive(grandchild)
+
+
+async def test_kill_group_reaches_escapee_when_leader_is_gone(
+    manager: ProcessManager, start_child: Spawner
+) -> None:
+    child = await start_child("setsid_grandchild.py", 30, marker="t:3")
+    [grandchild] = pids_from(await read_until(child, "ready"), "grandchild")
+    child.process.kill()  # our own child; its grandchild lives on in its own session
+    # Not wait(): in Python 3.11 it also waits for the grandchild to close the stdout pipe.
+    await exited(child)
+    report = await manager.kill_group(child.pgid, marker="t:3", leader=child.identity, grace=1)
+    assert report.signalled and report.survivors == 0
+    assert not alive(grandchild)
+
+
+async def test_unrelated_process_is_never_signalled(
+    store: Store, manager: ProcessManager
+) -> None:
+    # `sleep` stays in our own process group: exactly what must never be signalled.
+    sleeper = await asyncio.create_subprocess_exec("sleep", "30")
+    try:
+        ident = ProcessIdentity(sleeper.pid, 0, "")
+        real = read_identity(sleeper.pid)
+        assert real is not None
+        job = await store.create_job(**job_args())
+        assert await store.register_process(
+            job["id"], pid=sleeper.pid, pgid=sleeper.pid, start_ticks=real.start_ticks + 1,
+            boot_id=real.boot_id, instance_id="x", log_file_path="/l",
+        )  # fmt: skip
+        for kill in (manager.kill_process, manager.kill_process_tree):
+            report = await kill(job["id"], grace=0.2)
+            assert (report.signalled, report.reason) == (False, "not signalled: identity mismatch")
+        report = await manager.kill_group(os.getpgrp(), marker=None, leader=ident, grace=0.2)
+        assert not report.signalled
+        assert sleeper.returncode is None and alive(sleeper.pid)
+    finally:
+        sleeper.terminate()  # the test's own process
+        await sleeper.wait()
