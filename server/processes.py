@@ -594,9 +594,11 @@ class ProcessManager:
         *,
         live_instance_ids: Collection[str] = (),
         dry_run: bool = False,
+        exclude_job_ids: Collection[int] = (),
     ) -> list[OrphanReport]:
         """Settle running jobs nobody is watching any more: kill what is provably theirs,
-        mark them failed with an `orphaned:` reason. dry_run only reports."""
+        mark them failed with an `orphaned:` reason. dry_run only reports. Jobs in
+        `exclude_job_ids` are skipped: a live runner is waiting on them itself."""
         stale = {j["id"]: j for j in await self.store.get_orphaned_jobs(timeout_seconds)}
         instances = {i["id"]: i for i in await self.store.list_instances()}
         live = set(live_instance_ids)
@@ -608,6 +610,8 @@ class ProcessManager:
         for job_id in [j for j in self._first_seen_dead if j not in running_ids]:
             del self._first_seen_dead[job_id]
         for job in running:
+            if job["id"] in exclude_job_ids:
+                continue
             report = await self._settle_if_orphaned(
                 job, stale, instances, live, timeout_seconds, dry_run
             )
@@ -643,6 +647,9 @@ class ProcessManager:
             else:
                 causes.append(f"heartbeat older than {timeout_seconds:g} s")
 
+        leader_alive, leader_ours = await asyncio.to_thread(
+            _leader_state, pid, job["process_start_ticks"], job["process_boot_id"], marker
+        )
         check = await asyncio.to_thread(
             _check_group,
             job["process_group_id"] or pid,
@@ -651,18 +658,20 @@ class ProcessManager:
             job["process_boot_id"],
             marker,
         )
-        verified = check.ours
+        # Something alive is provably the job's: its leader, its group, or a process that
+        # left the group but carries the marker.
+        verified = leader_ours or (check.ours and check.members > 0)
         if not verified:
-            # The group is gone, but a descendant that left it may still be running.
             verified = bool(await asyncio.to_thread(_marker_carriers, marker))
         process_cause = None
-        if not verified:
-            if pid is None:
-                process_cause = "no process recorded"
-            elif check.mismatch:
-                process_cause = f"pid {pid} now belongs to another process; not signalled"
-            else:
-                process_cause = f"process {pid} is gone"
+        if pid is None:
+            process_cause = "no process recorded"
+        elif not leader_alive:
+            process_cause = f"process {pid} is gone"
+        elif not leader_ours:
+            process_cause = f"pid {pid} now belongs to another process"
+            if not verified:
+                process_cause += "; not signalled"
         if process_cause is not None:
             if not causes and owner is not None and owner == self.instance_id:
                 # Our own runner waits on this process and records how it ended; only
@@ -685,6 +694,16 @@ class ProcessManager:
             await self.store.fail_job(job_id, message)
             self._first_seen_dead.pop(job_id, None)
         return OrphanReport(job_id, pid, message, verified, killed)
+
+
+def _leader_state(
+    pid: int | None, start_ticks: int | None, boot: str | None, marker: str | None
+) -> tuple[bool, bool]:
+    """(alive, ours) of a job's recorded leader; a zombie is not alive."""
+    stat = _read_stat(pid) if pid is not None else None
+    if stat is None or not stat.alive:
+        return False, False
+    return True, identity_matches(pid, start_ticks, boot, marker)
 
 
 def _count_alive(pgid: int | None, strays: Iterable[ProcessIdentity]) -> int:

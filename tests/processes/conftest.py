@@ -53,7 +53,7 @@ async def start_child(manager: ProcessManager) -> AsyncIterator[Spawner]:
 async def read_until(child: SpawnedProcess, prefix: str) -> list[str]:
     """Lines of child's output up to and including the first one starting with prefix."""
     assert child.process.stdout is not None
-    lines = []
+    lines: list[str] = []
     while True:
         raw = await child.process.stdout.readline()
         assert raw, f"EOF before {prefix!r}; got {lines}"
