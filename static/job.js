@@ -50,7 +50,7 @@ function renderEta() {
     } else if (p < 1) {
       bits.push("estimating time left…");
     }
-    if (progressState.done != null && elapsed > 1) {
+    if (progressState.done > 0 && elapsed > 1) {
       bits.push(`${(progressState.done / elapsed).toFixed(1)}× real time`);
     }
     eta.textContent = bits.join(" · ");
