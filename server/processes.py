@@ -533,9 +533,10 @@ class ProcessManager:
             in_group = set(await asyncio.to_thread(_group_members, pgid)) if check.ours else set()
             carriers = await asyncio.to_thread(_marker_carriers, marker)
             strays = [c for c in carriers if c.pid not in in_group]
-        if not check.ours and not strays:
+        if not strays and not (check.ours and check.members):
             if check.mismatch:
                 return KillReport(job_id, False, False, 0, "not signalled: identity mismatch")
+            # Ours but only a zombie is left (or nothing at all): there is nobody to signal.
             return KillReport(job_id, False, False, 0, "already gone")
         group = pgid if check.ours else None
 

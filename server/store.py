@@ -8,6 +8,7 @@ process (the `transcriptor` CLI) may open the same file: busy_timeout makes it w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sqlite3
 import uuid
@@ -455,13 +456,16 @@ class Store:
     async def _transaction(self, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         async with self._write_lock:
             db = self._writer
-            await db.execute("BEGIN IMMEDIATE")
             try:
+                await db.execute("BEGIN IMMEDIATE")
                 result = await body(db)
+                await db.execute("COMMIT")
             except BaseException:
-                await db.execute("ROLLBACK")
+                # The connection runs statements in order, so this comes after a BEGIN
+                # that was queued even if awaiting it was interrupted.
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await db.execute("ROLLBACK")
                 raise
-            await db.execute("COMMIT")
             return result
 
     async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -655,6 +659,8 @@ class Store:
 
     async def get_orphaned_jobs(self, timeout_seconds: float) -> list[dict[str, Any]]:
         """Running jobs whose heartbeat is older than timeout_seconds, or missing."""
+        if not math.isfinite(timeout_seconds) or timeout_seconds < 0:
+            raise ValueError(f"timeout_seconds must be >= 0, not {timeout_seconds!r}")
         # julianday() compares instants whether or not a time carries fractional seconds.
         return await self._fetchall(
             f"""SELECT * FROM {JOBS_TABLE} WHERE status = 'running' AND (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 
 from server.store import Store
@@ -46,3 +48,45 @@ async def test_concurrent_creates_heartbeats_and_a_second_store(tmp_path: Path) 
     finally:
         await second.close()
         await first.close()
+
+
+OTHER_PROCESS = """
+import asyncio, sys
+from server.store import Store
+async def main():
+    store = await Store.open(sys.argv[1])
+    try:
+        for i in range(50):
+            await store.create_job(
+                filename=f"cli{i}.wav", original_path="/p", duration_seconds=None,
+                model="tiny.en", language="en", processes=1, threads=1,
+                chunk_seconds=30.0, overlap_seconds=1.0,
+            )
+    finally:
+        await store.close()
+asyncio.run(main())
+"""
+
+
+async def test_another_process_writing_at_the_same_time(tmp_path: Path) -> None:
+    """The `transcriptor` CLI may write to the same file while the server runs."""
+    repo = Path(__file__).resolve().parents[2]
+    path = tmp_path / "t.db"
+    store = await Store.open(path)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", OTHER_PROCESS, str(path),
+            cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        mine = []
+        for i in range(50):
+            job = await store.create_job(**job_args(filename=f"srv{i}.wav"))
+            mine.append(job["id"])
+            await store.update_heartbeats(mine)
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        names = {j["filename"] for j in await store.list_jobs(limit=1000)}
+        assert names == {f"srv{i}.wav" for i in range(50)} | {f"cli{i}.wav" for i in range(50)}
+    finally:
+        await store.close()
