@@ -201,3 +201,16 @@ async def test_own_jobs_are_left_to_the_runner_for_a_while(
     monkeypatch.setattr(processes, "OWN_JOB_SETTLE_SECONDS", 0.0)
     [report] = await manager.cleanup_orphaned_processes(300)
     assert report.job_id == job_id and "is gone" in report.reason
+
+
+async def test_excluded_jobs_are_never_settled(
+    store: Store, manager: ProcessManager, start_child: Spawner
+) -> None:
+    instance = await _live_instance(store)
+    job_id, _, child = await _job_for(
+        store, manager, start_child, "sleeper.py", 30, instance_id=instance
+    )
+    await _age_heartbeat(store, job_id, 1000)
+    assert await manager.cleanup_orphaned_processes(300, exclude_job_ids={job_id}) == []
+    assert (await store.get_job(job_id) or {})["status"] == "running"
+    assert alive(child.identity.pid)
