@@ -31,6 +31,12 @@ async def wait_status(client: Any, job_id: int, wanted: set[str], timeout: float
             await asyncio.sleep(0.05)
 
 
+async def wait_for_line(client: Any, job_id: int, timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not (await (await client.get(f"/api/jobs/{job_id}/logs?lines=1")).json())["lines"]:
+            await asyncio.sleep(0.05)
+
+
 async def test_fake_job_streams_lines_and_completes(aiohttp_client, make_config, tone):
     client = await aiohttp_client(create_app(make_config("--lines", "20")))
     response = await upload(client, tone)
@@ -144,6 +150,7 @@ async def test_stop_of_child_ignoring_sigterm(aiohttp_client, make_config, tone)
     client = await aiohttp_client(create_app(config))
     job = await (await upload(client, tone, on_disconnect="keep")).json()
     running = await wait_status(client, job["id"], {"running"})
+    await wait_for_line(client, job["id"])  # the fake ignores SIGTERM from its first line on
     loop = asyncio.get_running_loop()
     started = loop.time()
     stopped = await (await client.post(f"/api/jobs/{job['id']}/stop")).json()

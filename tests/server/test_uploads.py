@@ -73,17 +73,37 @@ async def test_disk_reserve_gives_507(aiohttp_client, make_config, tone):
     await nothing_left(client, config)
 
 
-async def test_hostile_filename_is_data_only(aiohttp_client, make_config, tone):
+def raw_multipart(filename: str, content: bytes) -> tuple[bytes, str]:
+    """A body with the filename exactly as given (aiohttp's FormData would %-quote it)."""
+    boundary = "hostileboundary1234"
+    head = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+        f"filename=\"{filename}\"\r\nContent-Type: audio/wav\r\n\r\n"
+    ).encode()
+    body = head + content + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize(
+    ("hostile", "shown"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("/abs/path/x.wav", "x.wav"),
+        ("..", "upload"),
+    ],
+)
+async def test_hostile_filename_is_data_only(aiohttp_client, make_config, tone, hostile, shown):
     config = make_config()
     client = await aiohttp_client(create_app(config))
-    response = await upload(client, tone, filename="../../etc/passwd")
-    assert response.status == 201
+    body, content_type = raw_multipart(hostile, tone.read_bytes())
+    response = await client.post("/api/jobs", data=body, headers={"Content-Type": content_type})
+    assert response.status == 201, await response.text()
     job = await response.json()
-    assert job["filename"] == "passwd"
+    assert job["filename"] == shown
     stored = Path(job["original_path"])
-    assert stored.parent == config.uploads_dir.resolve() or stored.parent == config.uploads_dir
-    assert "passwd" not in stored.name
-    await client.post(f"/api/jobs/{job['id']}/stop")
+    assert stored.parent == config.uploads_dir
+    assert [p.name for p in config.uploads_dir.iterdir()] == [stored.name]
+    assert len(stored.stem) == 32 and "passwd" not in stored.name
 
 
 async def test_missing_file_field(aiohttp_client, make_config):
