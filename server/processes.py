@@ -312,8 +312,11 @@ class TreeSampler:
             try:
                 if root is None or root.status() == psutil.STATUS_ZOMBIE:
                     raise psutil.NoSuchProcess(root_pid)
-                procs = [root, *root.children(recursive=True)]
                 elapsed = max(0.0, time.time() - root.create_time())
+                try:
+                    procs = [root, *root.children(recursive=True)]
+                except psutil.AccessDenied:
+                    procs = [root]
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 self._trees.pop(root_pid, None)
                 return _gone_sample(root_pid)
