@@ -12,12 +12,13 @@ import contextlib
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import WSCloseCode, web
+from aiohttp.web_middlewares import Middleware
 
 from server import keys
 from server.auth import origin_middleware, token_middleware
@@ -37,7 +38,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
 def create_app(config: Config, *, executor: Executor | None = None) -> web.Application:
-    middlewares = [error_middleware, origin_middleware]
+    middlewares: list[Middleware] = [error_middleware, origin_middleware]
     if config.token:
         middlewares.append(token_middleware(config.token))
     app = web.Application(middlewares=middlewares)
@@ -68,7 +69,9 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-def _runner_ctx(executor: Executor | None):  # type: ignore[no-untyped-def]
+def _runner_ctx(
+    executor: Executor | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
         config, store = app[keys.CONFIG], app[keys.STORE]
         me = read_identity(os.getpid())
@@ -136,5 +139,6 @@ async def _lag_probe_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_websockets(app: web.Application) -> None:
-    for ws in list(app[keys.SOCKETS]):
+    sockets = app[keys.SOCKETS]
+    for ws in list(sockets):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
