@@ -555,12 +555,12 @@ class ProcessManager:
             for stray in strays:
                 sigkilled = _signal_one(stray, signal.SIGKILL) or sigkilled
             await self._wait_gone(group, strays, _AFTER_SIGKILL_SECONDS)
+        late_killed = 0
         if escapees and marker:
             # Anything forked while we were waiting carries the marker too.
             late = await asyncio.to_thread(_marker_carriers, marker)
+            late_killed = sum(_signal_one(proc, signal.SIGKILL) for proc in late)
             if late:
-                for proc in late:
-                    sigkilled = _signal_one(proc, signal.SIGKILL) or sigkilled
                 await self._wait_gone(None, late, _AFTER_SIGKILL_SECONDS)
                 strays = strays + late
         survivors = await asyncio.to_thread(_count_alive, group, strays)
@@ -572,6 +572,9 @@ class ProcessManager:
             reason = "already gone"
         if not check.ours and check.mismatch:
             reason += "; group not signalled (identity mismatch), escaped processes were"
+        if late_killed:
+            reason += f"; {late_killed} process(es) started meanwhile killed with SIGKILL"
+            sigkilled = True
         if survivors:
             reason += f"; {survivors} process(es) survived"
         return KillReport(job_id, signalled or sigkilled, sigkilled, survivors, reason)
