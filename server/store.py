@@ -368,10 +368,6 @@ def _migrate(conn: sqlite3.Connection, path: Path, version: int) -> None:
 # The async store.
 
 
-def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
-    return None if row is None else dict(row)
-
-
 def _in_list(statuses: Iterable[str]) -> tuple[str, list[str]]:
     values = [JobStatus(s).value for s in statuses]
     return ", ".join("?" for _ in values), values
@@ -401,7 +397,10 @@ class Store:
         """Open (creating or upgrading, backup first) the database at path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(_prepare, path)
+        try:
+            await asyncio.to_thread(_prepare, path)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the database {path}: {e}") from e
         writer = await aiosqlite.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         reader: aiosqlite.Connection | None = None
         try:

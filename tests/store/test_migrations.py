@@ -244,3 +244,12 @@ async def test_foreign_database_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a transcriptor"):
         await Store.open(path)
     assert digest(path) == before
+
+
+async def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="directory"):
+        await Store.open(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises((StoreError, OSError)):
+        await Store.open(blocker / "sub" / "t.db")
