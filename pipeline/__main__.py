@@ -170,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline import transcribe
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        # One stop is enough: a second signal must not interrupt the clean-up.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         name = signal.Signals(signum).name
         raise transcribe.Stopped(name, 128 + signum)
 
@@ -227,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(say, str(error), EXIT_BAD_INPUT)
         except transcribe.WorkerFailed as error:
             return _fail(say, str(error), EXIT_FAILED)
+        except OSError as error:
+            return _fail(say, f"cannot write the transcript: {error}", EXIT_FAILED)
         say("wrote " + ", ".join(str(p) for p in written))
         return EXIT_OK
     except transcribe.Stopped as stopped:

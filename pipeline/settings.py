@@ -44,7 +44,7 @@ class Settings:
         if self.compute_type != "auto":
             return self.compute_type
         # int8 is the fastest on CPU at the same WER (PIPELINE_NOTES.md); GPUs like fp16.
-        return "int8" if self.device == "cpu" else "default"
+        return "default" if self.device == "cuda" else "int8"
 
     @property
     def batched(self) -> bool:
@@ -67,11 +67,11 @@ def fit_to_machine(settings: Settings, cores: int) -> Settings:
     """
     notes: list[str] = []
     processes = max(1, settings.processes)
-    if processes > cores and settings.device == "cpu":
+    if processes > cores and settings.device != "cuda":
         notes.append(f"{settings.processes} processes on {cores} cores: using {cores}")
         processes = cores
     threads = settings.threads if settings.threads > 0 else max(1, cores // processes)
-    if settings.device == "cpu" and processes * threads > cores:
+    if settings.device != "cuda" and processes * threads > cores:
         fitted = max(1, cores // processes)
         notes.append(
             f"{processes} processes × {threads} threads exceeds {cores} cores: "

@@ -58,7 +58,7 @@ def test_sigterm_stops_within_a_second_and_keeps_partial_output(
 ) -> None:
     out_dir = tmp_path / "out"
     process = _start(
-        long_speech, "--out-dir", out_dir, "--processes", "2", "--chunk-seconds", "20"
+        long_speech, "--out-dir", out_dir, "--processes", "2", "--chunk-seconds", "10"
     )
     try:
         _wait_for_line(process, "[segment ")
