@@ -31,6 +31,7 @@ from server.store import Store
 log = logging.getLogger(__name__)
 
 PROGRESS_WRITE_INTERVAL = 1.0
+PUMP_YIELD_SECONDS = 0.005
 
 
 @dataclass(eq=False)
@@ -224,7 +225,14 @@ class Runner:
         channel = self.channels.get(running.job_id)
         last_write = 0.0
         progress: Progress | None = None
+        last_yield = time.monotonic()
         async for line in self.executor.lines(handle):
+            # StreamReader.read returns at once while data is buffered, so a child that
+            # floods its output would keep this loop (and the whole event loop) busy;
+            # hand the loop to the other jobs and sockets every few milliseconds.
+            if time.monotonic() - last_yield >= PUMP_YIELD_SECONDS:
+                await asyncio.sleep(0)
+                last_yield = time.monotonic()
             joblog.write(line)
             event = parse_line(line)
             seq = channel.publish_line(line, event)
