@@ -86,6 +86,7 @@ def direct(mode: str, audio: str, threads: int, beam_size: int, batch_size: int)
     )
     loaded = time.monotonic()
     samples = decode_audio(audio)
+    decoded = time.monotonic()
     options: dict[str, Any] = {"beam_size": beam_size, "word_timestamps": True}
     if mode == "batched":
         segments, _ = BatchedInferencePipeline(model).transcribe(
@@ -94,9 +95,15 @@ def direct(mode: str, audio: str, threads: int, beam_size: int, batch_size: int)
     else:
         segments, _ = model.transcribe(samples, **options)
     text = " ".join(s.text.strip() for s in segments)
+    ended = time.monotonic()
     return {
-        "wall_s": time.monotonic() - began,
+        "wall_s": ended - began,
         "load_s": loaded - began,
+        "timings": {
+            "model_load": round(loaded - began, 2),
+            "decode": round(decoded - loaded, 2),
+            "transcribe": round(ended - decoded, 2),
+        },
         "text": text,
         "peak_mb": [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024],
     }
@@ -144,6 +151,7 @@ def _pipeline(audio: Path, out_dir: Path, extra: Sequence[str]) -> dict[str, Any
         "peak_mb": memory.get("worker_peak_mb", []),
         "leader_mb": memory.get("leader_peak_mb", 0.0),
         "config": document["config"],
+        "timings": document["timings"],
     }
 
 
@@ -195,6 +203,7 @@ def rows(quick: bool = False, minutes: float = 5.0, repeats: int = 2) -> list[di
                     "wer": round(wer(reference, result["text"]), 4),
                     "peak_mb_per_worker": [round(m) for m in result["peak_mb"]],
                     "effective": result.get("config"),
+                    "timings": result.get("timings"),
                     "load_average": round(os.getloadavg()[0], 2),
                 }
                 print(json.dumps(row), flush=True)

@@ -187,6 +187,29 @@ class Merger:
         self.released.extend(out)
         return out
 
+    def leftovers(self) -> list[Segment]:
+        """Finished segments not yet released, for partial output when a run is stopped.
+
+        Where a switch point is not known yet, the middle of the overlap stands in; the
+        audio of chunks nobody finished is simply missing.
+        """
+        out: list[Segment] = []
+        for k in range(self._next, len(self._chunks)):
+            low, high = -math.inf, math.inf
+            if k > 0:
+                known = self._switch[k - 1]
+                middle = (self._chunks[k].start + self._chunks[k - 1].end) / 2
+                low = known[1] if known else middle
+            if k + 1 < len(self._chunks):
+                known = self._switch[k]
+                middle = (self._chunks[k + 1].start + self._chunks[k].end) / 2
+                high = known[0] if known else middle
+            for segment in self._segments[k][self._released_from[k] :]:
+                trimmed = _trim(segment, low, high)
+                if trimmed is not None:
+                    out.append(trimmed)
+        return out
+
     def _drop_repeat(self, segment: Segment) -> Segment | None:
         # Both chunks kept the word at the switch: same word, overlapping in time.
         last = self._last_word

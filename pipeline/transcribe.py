@@ -56,6 +56,7 @@ class Run:
     connections: dict[int, Connection] = field(default_factory=dict)
     worker_peaks: dict[int, int] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)
+    merger: Merger | None = None
 
     def worker_pids(self) -> list[int]:
         return [p.pid for p in self.workers if p.pid is not None]
@@ -169,7 +170,7 @@ def _collect(
 
     Prints segments (merged, in time order) and progress as they come.
     """
-    merger = Merger(chunks)
+    merger = run.merger = Merger(chunks)
     total = run.duration
     lengths = sum(c.end - c.start for c in chunks) or 1.0
     done_in_chunk = [0.0] * len(chunks)
@@ -205,8 +206,11 @@ def _collect(
         by_connection = {id(c): n for n, c in run.connections.items()}
         ready = wait(list(run.connections.values()), timeout=_POLL_SECONDS)
         if not ready:
+            # A dead worker's pipe reads as EOF, which `wait` reports; this catches a
+            # worker that is gone while something else still holds its pipe open.
             for number, process in workers.items():
-                if process.exitcode is not None and number in run.connections:
+                gone = process.exitcode is not None and number in run.connections
+                if gone and not run.connections[number].poll():
                     raise WorkerFailed(f"worker {number} died (exit code {process.exitcode})")
             continue
         for handle in ready:
@@ -300,10 +304,12 @@ def stop(run: Run, stopped: Stopped, say: Say) -> Path | None:
     _stop_workers(run)
     run.timings["wall"] = time.monotonic() - run.started
     path = None
+    # Released segments, then finished ones still waiting for an earlier chunk.
+    segments = run.segments + (run.merger.leftovers() if run.merger else [])
     with contextlib.suppress(OSError):
         path = write_partial(
-            run.settings.out_dir, run.segments, {**run.meta(), "stopped": stopped.reason}
+            run.settings.out_dir, segments, {**run.meta(), "stopped": stopped.reason}
         )
-    kept = f"kept {len(run.segments)} segment(s) in {path}" if path else "nothing kept"
+    kept = f"kept {len(segments)} segment(s) in {path}" if path else "nothing kept"
     say(f"stopped by {stopped.reason} after {run.timings['wall']:.2f} s; {kept}")
     return path

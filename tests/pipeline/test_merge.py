@@ -63,3 +63,15 @@ def test_a_repeat_at_the_cut_is_dropped() -> None:
     merger.finish(0)
     merger.finish(1)
     assert _text(merger.ready()) == "one two three four"
+
+
+def test_leftovers_keep_finished_segments_of_later_chunks() -> None:
+    chunks = [Chunk(0, 0.0, 4.0), Chunk(1, 2.0, 6.0), Chunk(2, 4.0, 8.0)]
+    merger = Merger(chunks)
+    merger.add(0, _segment(*SPOKEN[:2]))
+    merger.ready()
+    # Chunk 2 finished while chunk 0 and 1 are still running, then the run is stopped.
+    merger.add(2, _segment(("five", 5.0, 5.6), ("six", 6.0, 6.6), ("seven", 7.0, 7.6)))
+    merger.finish(2)
+    assert merger.ready() == []
+    assert _text(merger.leftovers()) == "five six seven"
