@@ -86,11 +86,12 @@ function renderStatus() {
   const endNote = $("end-note");
   endNote.className = "alert";
   if (status === "failed") {
-    const code = job.exit_code != null ? ` (exit code ${job.exit_code})` : "";
-    endNote.textContent = `Failed: ${job.error_message || "the transcription program stopped with an error"}${code}.`;
+    const detail = job.error_message
+      || `the transcription program stopped with an error${job.exit_code != null ? ` (exit code ${job.exit_code})` : ""}`;
+    endNote.textContent = `Failed: ${detail}`;
     endNote.classList.add("error");
   } else if (status === "cancelled") {
-    endNote.textContent = `Cancelled: ${job.cancel_reason || job.error_message || "no reason recorded"}.`;
+    endNote.textContent = `Cancelled: ${job.cancel_reason || job.error_message || "no reason recorded"}`;
     endNote.classList.add("warning");
   } else if (status === "completed") {
     endNote.textContent = "Completed. The transcript is ready to download.";
@@ -138,10 +139,13 @@ function applyJob(data) {
 // ---- log panel ---------------------------------------------------------------------------
 
 const MAX_LOG_LINES = 3000;
+// Bounds the work of one frame, so a flood never freezes the tab; the rest waits a frame.
+const LINES_PER_FRAME = 400;
 const logEl = $("log");
 const jumpButton = $("jump-end");
 let lastLogSeq = 0;
-let pending = []; // [seq, text, kind] waiting for the next animation frame
+// Waiting for the next animation frame: [seq, text] for a line, {missed} for a gap note.
+let pending = [];
 let frame = 0;
 let following = true;
 let droppedFromView = 0;
@@ -150,22 +154,30 @@ function scheduleFlush() {
   if (!frame) frame = requestAnimationFrame(flushLog);
 }
 
+// Lines that would leave the view before they could be drawn become one gap note, so the
+// numbers shown never jump without saying so.
+function dropOldestPending(keep) {
+  const drop = pending.length - keep;
+  let missed = 0;
+  for (const item of pending.slice(0, drop)) missed += Array.isArray(item) ? 1 : item.missed;
+  pending = pending.slice(drop);
+  if (!Array.isArray(pending[0])) pending[0] = { missed: pending[0].missed + missed };
+  else pending.unshift({ missed });
+}
+
 function queueLogItem(item) {
   pending.push(item);
-  // A tab in the background gets no frames: keep only what could be shown anyway
+  // A background tab gets no frames: keep only what could be shown anyway
   // (trimmed in bulk at twice the cap, so a flood costs O(1) per line).
-  if (pending.length > 2 * MAX_LOG_LINES) {
-    droppedFromView += pending.length - MAX_LOG_LINES;
-    pending = pending.slice(-MAX_LOG_LINES);
-  }
+  if (pending.length > 2 * MAX_LOG_LINES) dropOldestPending(MAX_LOG_LINES);
   scheduleFlush();
 }
 
-function lineElement([seq, text, kind]) {
+function lineElement(item) {
   const div = document.createElement("div");
-  if (kind === "gap") {
+  if (!Array.isArray(item)) {
     div.className = "log-gap";
-    div.textContent = `${text} — `;
+    div.textContent = `${item.missed} line${item.missed === 1 ? "" : "s"} skipped — `;
     const link = document.createElement("a");
     link.href = `${jobPath}/log`;
     link.setAttribute("download", "");
@@ -173,42 +185,43 @@ function lineElement([seq, text, kind]) {
     div.append(link);
     return div;
   }
-  div.className = "log-line";
-  div.dataset.seq = seq;
-  const no = document.createElement("span");
-  no.className = "no";
-  no.textContent = seq == null ? "" : seq;
-  const tx = document.createElement("span");
-  tx.className = "tx";
-  tx.textContent = text;
-  if (/^\[segment /.test(text)) div.classList.add("is-segment");
-  else if (/^\[progress\]/.test(text)) div.classList.add("is-progress");
-  else if (/\b(error|traceback|exception|failed)\b/i.test(text)) div.classList.add("is-error");
-  div.append(no, tx);
+  const [seq, text] = item;
+  // One element per line: CSS draws the number from data-seq, so it is not copied with
+  // the text, and a flood costs one node (plus its text) per line.
+  let className = "log-line";
+  if (text.startsWith("[segment ")) className += " is-segment";
+  else if (text.startsWith("[progress]")) className += " is-progress";
+  else if (ERROR_WORDS.test(text)) className += " is-error";
+  div.className = className;
+  if (seq != null) div.dataset.seq = seq;
+  div.textContent = text;
   return div;
 }
+const ERROR_WORDS = /\b(error|traceback|exception|failed)\b/i;
 
 function flushLog() {
   frame = 0;
-  if (pending.length === 0) return;
-  if (pending.length > MAX_LOG_LINES) {
-    droppedFromView += pending.length - MAX_LOG_LINES;
-    pending = pending.slice(-MAX_LOG_LINES);
-  }
+  if (pending.length > MAX_LOG_LINES) dropOldestPending(MAX_LOG_LINES);
+  const batch = pending.splice(0, LINES_PER_FRAME);
+  if (batch.length === 0) return;
   const fragment = document.createDocumentFragment();
-  for (const item of pending) fragment.append(lineElement(item));
-  pending = [];
+  for (const item of batch) fragment.append(lineElement(item));
   logEl.append(fragment);
   const excess = logEl.childElementCount - MAX_LOG_LINES;
   if (excess > 0) {
-    const before = logEl.scrollHeight;
-    for (let i = 0; i < excess; i++) logEl.firstElementChild.remove();
+    const before = following ? 0 : logEl.scrollHeight;
+    // One range deletion instead of thousands of single removals.
+    const range = document.createRange();
+    range.setStartBefore(logEl.firstElementChild);
+    range.setEndAfter(logEl.children[excess - 1]);
+    range.deleteContents();
     droppedFromView += excess;
     // Keep what the reader is looking at in place when lines leave the top.
     if (!following) logEl.scrollTop -= before - logEl.scrollHeight;
   }
-  if (following) logEl.scrollTop = logEl.scrollHeight;
+  if (following) logEl.scrollTop = 1e9; // clamped to the end; no need to measure first
   updateLogCount();
+  if (pending.length > 0) scheduleFlush();
 }
 
 function updateLogCount() {
@@ -235,14 +248,14 @@ function onLog(message) {
   const seq = Number(message.seq);
   if (!Number.isFinite(seq) || seq <= lastLogSeq) return; // already shown (replay overlap)
   lastLogSeq = seq;
-  queueLogItem([seq, String(message.line ?? ""), "line"]);
+  queueLogItem([seq, String(message.line ?? "")]);
 }
 
 function onGap(message) {
   const missed = Number(message.missed) || 0;
   const next = Number(message.next_seq);
   if (Number.isFinite(next) && next - 1 > lastLogSeq) lastLogSeq = next - 1;
-  if (missed > 0) queueLogItem([null, `${missed} line${missed === 1 ? "" : "s"} skipped`, "gap"]);
+  if (missed > 0) queueLogItem({ missed });
 }
 
 // A finished job whose lines the server no longer holds: show the file's tail instead.
@@ -251,7 +264,7 @@ async function loadLogTailIfEmpty() {
   try {
     const body = await api(`${jobPath}/logs?lines=${MAX_LOG_LINES}`);
     if (lastLogSeq > 0 || logEl.childElementCount > 0) return;
-    for (const line of body.lines || []) queueLogItem([null, line, "line"]);
+    for (const line of body.lines || []) queueLogItem([null, line]);
     if (!(body.lines || []).length) logEl.dataset.empty = "No log output.";
   } catch {
     logEl.dataset.empty = "No log output.";
@@ -308,6 +321,7 @@ async function loadMetrics() {
 const transcriptEl = $("transcript");
 const segmentSeqs = new Set();
 const segmentKeys = new Set();
+let finalTranscript = false;
 
 function segmentKey(s) {
   return `${Number(s.start).toFixed(2)}|${Number(s.end).toFixed(2)}|${String(s.text).trim()}`;
@@ -355,8 +369,9 @@ async function loadSegments(replace = false) {
     if (replace && segments.length > 0) {
       transcriptEl.replaceChildren();
       segmentKeys.clear();
+      finalTranscript = true;
     }
-    for (const s of segments) addSegment({ start: s.start, end: s.end, text: s.text });
+    for (const s of segments) addSegment(s);
     if (transcriptEl.childElementCount === 0 && FINAL_STATES.has(job.status)) {
       $("transcript-empty").textContent = job.status === "completed"
         ? "No speech was found in this audio."
@@ -432,7 +447,8 @@ function onMessage(message) {
       scheduleRender();
       break;
     case "segment":
-      addSegment(message);
+      // Once the finished transcript is shown, replayed live segments would only repeat it.
+      if (!finalTranscript) addSegment(message);
       break;
     case "metrics":
       showMetrics(message);
@@ -478,4 +494,4 @@ loadSegments();
 loadMetrics();
 if (FINAL_STATES.has(job.status)) setTimeout(loadLogTailIfEmpty, 1500);
 // Tests and curious people can look at the page's state.
-window.transcriptorJob = { job, socket, get lastLogSeq() { return lastLogSeq; } };
+window.transcriptorJob = { job, socket, cpuChart, memChart, get lastLogSeq() { return lastLogSeq; } };

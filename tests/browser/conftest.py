@@ -182,8 +182,9 @@ def fake_pipeline(*args: str) -> list[str]:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """start_server(*extra_args) -> a running Server; all are stopped after the test."""
+def start_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Server]]:
+    """start_server(*extra_args) -> a running Server; all are stopped after the test, and
+    a failing test's server logs are kept under test-artifacts/."""
     servers: list[Server] = []
 
     def start(*extra_args: str) -> Server:
@@ -194,6 +195,12 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        for i, server in enumerate(servers):
+            target = ARTIFACTS / f"{request.node.name}-server{i}.log"
+            target.write_bytes(server.log_path.read_bytes())
 
 
 @pytest.fixture(scope="session")

@@ -323,3 +323,117 @@ def test_pages_fit_the_screen(start_server: Any, browser: Any, width: int) -> No
         home.screenshot(path=str(shots / f"home-{width}.png"), full_page=True)
     finally:
         ctx.close()
+
+
+def test_log_follows_pauses_on_scroll_up_and_jumps_back(start_server: Any, page: Any) -> None:
+    server = start_server(*LONG_JOB)
+    open_running_job(page, server)
+    log = page.locator("#log")
+    at_bottom = "e => e.scrollHeight - e.scrollTop - e.clientHeight < 4"
+    wait_until(lambda: log.evaluate("e => e.scrollHeight > e.clientHeight * 2"), 20, "the log to overflow")
+    assert log.evaluate(at_bottom), "the log should follow the end"
+    expect(page.locator("#jump-end")).to_be_hidden()
+
+    log.hover()
+    page.mouse.wheel(0, -600)
+    expect(page.locator("#jump-end")).to_be_visible()
+    held = log.evaluate("e => e.scrollTop")
+    count = len(log_seqs(page))
+    wait_for_lines(page, count + 40)
+    assert abs(log.evaluate("e => e.scrollTop") - held) < 2, "new lines moved a reader who scrolled up"
+
+    page.click("#jump-end")
+    expect(page.locator("#jump-end")).to_be_hidden()
+    count = len(log_seqs(page))
+    wait_for_lines(page, count + 40)
+    page.wait_for_timeout(100)  # one frame for the last batch
+    assert log.evaluate(at_bottom), "after 'jump to end' the log follows again"
+
+
+@pytest.mark.slow
+def test_flood_keeps_the_dom_bounded_and_numbers_honest(start_server: Any, page: Any) -> None:
+    # 10,000 lines a second for 5 s: the page must stay responsive and hold a bounded log.
+    server = start_server(*fake_pipeline("--lines", "50000", "--rate", "10000", "--start-delay", "1"))
+    job = server.upload(SPEECH_CLIP, on_disconnect="keep")
+    page.goto(f"{server.url}/jobs/{job['id']}")
+    wait_for_lines(page, 100)
+    slowest = 0.0
+    while server.job(job["id"])["status"] == "running":
+        started = time.monotonic()
+        page.evaluate("1")
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(0.2)
+    assert slowest < 1.0, f"the page stopped answering for {slowest:.2f} s"
+    expect(page.locator("#status-badge")).not_to_have_text("running")
+    page.wait_for_timeout(500)
+
+    items = page.eval_on_selector_all(
+        "#log > *", "els => els.map(e => e.classList.contains('log-gap') ? 'gap' : Number(e.dataset.seq))"
+    )
+    lines = [i for i in items if i != "gap"]
+    assert 0 < len(lines) <= 3000, len(lines)
+    assert len(items) <= 3000
+    # Increasing, and every jump in the numbers is announced by a gap note right there.
+    previous = None
+    for item in items:
+        if item == "gap":
+            previous = None
+            continue
+        if previous is not None:
+            assert item == previous + 1, f"{previous} -> {item} without a gap note"
+        previous = item
+    total = server.get(f"/api/jobs/{job['id']}/logs?lines=1")
+    assert total["lines"], "the log file has lines"
+    expect(page.locator("#log-count")).to_contain_text("shown")
+
+
+def test_finished_job_replay_says_which_lines_it_skipped(start_server: Any, page: Any) -> None:
+    server = start_server(*fake_pipeline("--lines", "1500", "--interval", "0", "--segments", "3"))
+    job = server.upload(SPEECH_CLIP, on_disconnect="keep")
+    assert server.wait_final(job["id"], 30)["status"] == "completed"
+    page.goto(f"{server.url}/jobs/{job['id']}")
+    gap = page.locator("#log .log-gap")
+    expect(gap).to_have_count(1)
+    expect(gap).to_contain_text("lines skipped")
+    expect(gap.locator("a")).to_have_attribute("href", f"/api/jobs/{job['id']}/log")
+    seqs = log_seqs(page)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[0] > 1
+    missed = int(gap.inner_text().split()[0])
+    assert missed == seqs[0] - 1
+    # The finished transcript replaces the live one, with nothing repeated.
+    expect(page.locator("#transcript .segment")).to_have_count(3)
+    with page.expect_download() as download:
+        gap.locator("a").click()
+    assert len(Path(download.value.path()).read_text().splitlines()) == seqs[-1]
+
+
+def test_failed_job_states_the_error(start_server: Any, page: Any) -> None:
+    server = start_server(
+        *fake_pipeline("--lines", "20", "--fail-message", "model tiny.xx not found", "--exit-code", "3")
+    )
+    job = server.upload(SPEECH_CLIP)
+    page.goto(f"{server.url}/jobs/{job['id']}")
+    expect(page.locator("#status-badge")).to_have_text("failed", timeout=15_000)
+    recorded = server.job(job["id"])["error_message"]
+    assert "model tiny.xx not found" in recorded
+    expect(page.locator("#end-note")).to_have_text(f"Failed: {recorded}")
+    expect(page.locator("#downloads")).to_be_hidden()
+    expect(page.locator("#stop-button")).to_be_hidden()
+
+
+def test_metrics_charts_start_from_the_history(start_server: Any, page: Any) -> None:
+    server = start_server(*LONG_JOB, "--metrics-interval", "0.25", "--heartbeat-interval", "0.25")
+    job = server.upload(SPEECH_CLIP)
+    pgid = server.wait_running(job["id"])["process_id"]
+    wait_until(lambda: len(server.get(f"/api/jobs/{job['id']}/metrics")["metrics"]) >= 4, 10, "samples")
+    page.goto(f"{server.url}/jobs/{job['id']}")
+    expect(page.locator("#m-pid")).to_have_text(str(pgid), timeout=5_000)
+    samples = page.evaluate("window.transcriptorJob.cpuChart.values.length")
+    assert samples >= 4, "the chart should be seeded from the metrics history"
+    wait_until(
+        lambda: page.evaluate("window.transcriptorJob.memChart.values.length") > samples + 2,
+        5,
+        "live samples to be appended",
+    )
+    expect(page.locator("#m-mem")).to_have_text(re.compile(r"^\d+ MB$"))
+    expect(page.locator("#m-procs")).to_have_text(re.compile(r"^\d+$"))
