@@ -14,7 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from pipeline.audio import ProbeError, probe
 from server.config import Config
@@ -56,6 +57,14 @@ def free_bytes(directory: Path) -> int:
     return shutil.disk_usage(directory).free
 
 
+async def _next_part(reader: MultipartReader) -> MultipartReader | BodyPartReader | None:
+    try:
+        return await reader.next()
+    except HttpProcessingError as error:
+        # A part header aiohttp cannot parse (control characters, bad folding): the client's fault.
+        raise ApiError(400, f"malformed multipart body: {str(error.message)[:100]}") from None
+
+
 class UploadReceiver:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -80,11 +89,14 @@ class UploadReceiver:
         self.config.uploads_dir.mkdir(parents=True, exist_ok=True)
         if request.content_length is not None:
             self._check_room(request.content_length)
+        else:
+            # Size unknown (chunked): the reserve must be free now; _save checks again.
+            self._check_room(0)
         reader = await request.multipart()
         upload: Upload | None = None
         fields: dict[str, str] = {}
         try:
-            while (part := await reader.next()) is not None:
+            while (part := await _next_part(reader)) is not None:
                 if not isinstance(part, BodyPartReader):
                     raise ApiError(400, "nested multipart bodies are not accepted")
                 if part.name == "file" and part.filename is not None:
@@ -130,6 +142,8 @@ class UploadReceiver:
                         checked_at = size
                         self._check_room(16 * CHUNK_BYTES)
                     out.write(chunk)
+                # The periodic check above only runs every 4 MB: the reserve must still be free.
+                self._check_room(0)
         except OSError as error:
             path.unlink(missing_ok=True)
             if error.errno == errno.ENOSPC:
