@@ -192,10 +192,10 @@ def test_restart_never_signals_a_process_that_reused_a_jobs_pid(start_server, tm
                 db, pid=wrong.pid, ticks=start_ticks(wrong.pid), boot="0" * 32,
                 instance="dead0000", note="wrong-boot",
             ),
-            # pid and start ticks match exactly, but it never carried this install's marker.
-            "identity matches, no marker": insert_running_row(
-                db, pid=right.pid, ticks=start_ticks(right.pid), boot=boot_id(),
-                instance="dead0000", note="no-marker",
+            # The nearest miss: the pid came round again one clock tick (10 ms) later.
+            "start ticks off by one": insert_running_row(
+                db, pid=right.pid, ticks=start_ticks(right.pid) - 1, boot=boot_id(),
+                instance="dead0000", note="one-tick",
             ),
             "pid gone": insert_running_row(
                 db, pid=4_000_000, ticks=1, boot=boot_id(), instance="dead0000", note="gone",

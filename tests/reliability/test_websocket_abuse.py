@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import time
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.helpers.server_proc import ServerProcess
+from tests.helpers.server_proc import ServerProcess, raw_ws_open, ws_text_frame
 
 CYCLES = 1000
 JOBS = 10
@@ -36,22 +34,10 @@ async def until(ws: aiohttp.ClientWebSocketResponse, wanted: str, timeout: float
 
 
 async def raw_ws_abort(port: int, job_id: int) -> None:
-    """Open a websocket by hand, subscribe, read a little, then reset the TCP connection
-    without any close frame: a browser tab killed mid-stream."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        (
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101"), head[:100]
-    payload = json.dumps({"type": "subscribe", "job": job_id}).encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    writer.write(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+    """Subscribe, read a little, then reset the TCP connection without any close frame:
+    a browser tab killed mid-stream."""
+    reader, writer = await raw_ws_open(port)
+    writer.write(ws_text_frame({"type": "subscribe", "job": job_id}))
     await writer.drain()
     await reader.read(64)  # the status message starts arriving
     writer.transport.abort()  # RST, no close frame
