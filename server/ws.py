@@ -108,9 +108,10 @@ class Session:
         if not isinstance(since, int) or isinstance(since, bool) or since < 0:
             self.subscriber.send_direct(_error("'since' must be a whole number ≥ 0"))
             return
-        job = await self.app[keys.STORE].get_job(job_id)
+        # Outside SQLite's integer range the query itself would raise (OverflowError).
+        job = await self.app[keys.STORE].get_job(job_id) if 0 < job_id < 2**63 else None
         if job is None:
-            self.subscriber.send_direct(_error(f"no job {job_id}"))
+            self.subscriber.send_direct(_error(f"no job {str(job_id)[:30]}"))
             return
         runner, channels = self.app[keys.RUNNER], self.app[keys.CHANNELS]
         channel = channels.find(job_id)
@@ -152,7 +153,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 continue
             try:
                 data = json.loads(message.data)
-            except ValueError:
+            except (ValueError, RecursionError):  # deep nesting ("[[[[...") is a RecursionError
                 subscriber.send_direct(_error("malformed JSON"))
                 continue
             await session.handle(data)
