@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--formats",
         type=_formats,
-        default=FORMATS,
+        default=",".join(FORMATS),  # argparse runs string defaults through `type`
         help=f"comma-separated output formats out of {','.join(FORMATS)}",
     )
     add("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="where to run the model")
