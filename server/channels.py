@@ -1,7 +1,7 @@
 """Per-job pub/sub: numbered log lines, a replay buffer, one bounded queue per subscriber.
 
 Publishing never awaits: each message is encoded once and offered to every subscriber's
-queue with put_nowait, so one slow client never holds the others back. A subscriber whose
+queue without waiting, so one slow client never holds the others back. A subscriber whose
 queue is full loses messages; it is then told how many log lines it missed (a `gap`
 message) as soon as it has room again.
 """
@@ -27,34 +27,47 @@ def encode(message: dict[str, Any]) -> str:
 
 @dataclass(eq=False)
 class Subscriber:
-    """One websocket's view of the channels: its queue of encoded messages."""
+    """One websocket's view of the channels: its bounded queue of encoded messages.
 
-    queue: asyncio.Queue[str] = field(
-        default_factory=lambda: asyncio.Queue(maxsize=SUBSCRIBER_QUEUE_SIZE)
-    )
+    A deque and an event rather than an asyncio.Queue: a 10k lines/s job followed by 50
+    sockets offers half a million messages a second, and Queue.put_nowait/get_nowait cost
+    several times a deque append/popleft (benchmarks/RESULTS.md, log latency).
+    """
+
+    pending: deque[str] = field(default_factory=deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
     missed: dict[int, int] = field(default_factory=dict)  # job -> log lines dropped
     total_missed: int = 0
+    maxsize: int = SUBSCRIBER_QUEUE_SIZE
+
+    def _put(self, encoded: str) -> bool:
+        if len(self.pending) >= self.maxsize:
+            return False
+        self.pending.append(encoded)
+        self.ready.set()
+        return True
 
     def offer(self, job_id: int, encoded: str, seq: int | None) -> None:
         pending = self.missed.get(job_id)
-        if pending and self.queue.maxsize - self.queue.qsize() >= 2:
+        if pending and self.maxsize - len(self.pending) >= 2:
             next_seq = seq if seq is not None else 0
             gap = {"type": "gap", "job": job_id, "missed": pending, "next_seq": next_seq}
-            self.queue.put_nowait(encode(gap))
+            self._put(encode(gap))
             del self.missed[job_id]
-        try:
-            self.queue.put_nowait(encoded)
-        except asyncio.QueueFull:
-            if seq is not None:
-                self.missed[job_id] = self.missed.get(job_id, 0) + 1
-                self.total_missed += 1
+        if not self._put(encoded) and seq is not None:
+            self.missed[job_id] = self.missed.get(job_id, 0) + 1
+            self.total_missed += 1
 
     def send_direct(self, encoded: str) -> None:
         """Queue a reply to this subscriber alone; dropped only if the queue is full."""
-        try:
-            self.queue.put_nowait(encoded)
-        except asyncio.QueueFull:
-            pass
+        self._put(encoded)
+
+    async def take(self, limit: int) -> list[str]:
+        """Wait until something is queued; then up to `limit` messages, oldest first."""
+        while not self.pending:
+            self.ready.clear()
+            await self.ready.wait()
+        return [self.pending.popleft() for _ in range(min(limit, len(self.pending)))]
 
 
 @dataclass(eq=False)

@@ -34,14 +34,13 @@ def _error(text: str) -> str:
 
 
 async def _write(ws: web.WebSocketResponse, subscriber: Subscriber) -> None:
-    queue = subscriber.queue
     while True:
-        batch = [await queue.get()]
-        while len(batch) < MAX_BATCH and not queue.empty():
-            batch.append(queue.get_nowait())
+        batch = await subscriber.take(MAX_BATCH)
         frame = batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
         try:
-            await asyncio.wait_for(ws.send_str(frame), SEND_TIMEOUT)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps each send in a task.
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await ws.send_str(frame)
         except (TimeoutError, ConnectionError, RuntimeError):
             # A peer that has not read for SEND_TIMEOUT is gone or stuck: let it go.
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"client too slow")
