@@ -72,13 +72,24 @@ def job_options(fields: dict[str, str], request: web.Request) -> dict[str, Any]:
     }
 
 
+def parse_job_id(raw: str) -> int | None:
+    """The job id in a URL, or None if it cannot name a job.
+
+    ASCII digits only (str.isdigit also accepts '²', which int() refuses), and within
+    SQLite's integer range (a larger id makes the query raise OverflowError).
+    """
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if 0 < value < 2**63 else None
+
+
 async def _job_or_404(request: web.Request) -> dict[str, Any]:
     raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise ApiError(404, f"no job {raw[:20]!r}")
-    job = await request.app[keys.STORE].get_job(int(raw))
+    job_id = parse_job_id(raw)
+    job = await request.app[keys.STORE].get_job(job_id) if job_id is not None else None
     if job is None:
-        raise ApiError(404, f"no job {raw}")
+        raise ApiError(404, f"no job {raw[:20]!r}")
     return job
 
 

@@ -12,6 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from server import keys
+from server.api import parse_job_id
 
 # Offered in the model field's suggestion list; any other name or local folder still works.
 MODEL_SUGGESTIONS = (
@@ -71,7 +72,8 @@ async def index(request: web.Request) -> dict[str, Any]:
 async def job_page(request: web.Request) -> dict[str, Any]:
     """One job: the row as it is now; the page's script subscribes for the rest."""
     raw_id = request.match_info["id"]
-    job = await request.app[keys.STORE].get_job(int(raw_id)) if raw_id.isdigit() else None
+    job_id = parse_job_id(raw_id)
+    job = await request.app[keys.STORE].get_job(job_id) if job_id is not None else None
     if job is None:
         raise web.HTTPNotFound(text=f"There is no job {raw_id[:20]}.")
     return {
