@@ -360,3 +360,30 @@ def test_reserve_above_free_space_is_507(start_server, tmp_path, record):
         record(message=response.error)
     finally:
         reserved.stop()
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        "99999999999999999999999",
+        "9223372036854775808",
+        "0",
+        "-1",
+        "1e3",
+        "%C2%B2",
+        "%00",
+        "..%2f..%2fetc%2fpasswd",
+    ],
+)
+def test_job_ids_that_are_not_jobs_are_404(server, job):
+    for method, path in (
+        ("GET", f"/api/jobs/{job}"),
+        ("GET", f"/api/jobs/{job}/logs"),
+        ("GET", f"/api/jobs/{job}/transcript.txt"),
+        ("POST", f"/api/jobs/{job}/stop"),
+    ):
+        response = server.request(method, path)
+        assert response.status == 404, (method, path, response.status, response.body[:200])
+        assert response.error
+    page = server.request("GET", f"/jobs/{job}")
+    assert page.status == 404, (job, page.status)
