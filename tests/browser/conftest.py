@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -92,6 +91,19 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def headers(self) -> dict[str, str]:
+        """What the API calls of the tests send: the bearer token when the server has one."""
+        args = list(self.extra_args)
+        if "--token" in args:
+            return {"Authorization": f"Bearer {args[args.index('--token') + 1]}"}
+        return {}
+
+    def open(self, path: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("headers", self.headers)
+        request = urllib.request.Request(self.url + path, **kwargs)
+        return urllib.request.urlopen(request, timeout=30)
+
+    @property
     def log_path(self) -> Path:
         return self.data_dir.parent / f"server-{self.port}.log"
 
@@ -118,7 +130,7 @@ class Server:
         if self.proc.poll() is not None:
             raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
         try:
-            with urllib.request.urlopen(self.url + "/api/health", timeout=1) as response:
+            with self.open("/api/health") as response:
                 return bool(response.status == 200)
         except OSError:
             return False
@@ -142,7 +154,7 @@ class Server:
     # -- the JSON API, for set-up and for checking what the page claims ---------------------
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+        with self.open(path) as response:
             return json.loads(response.read())
 
     def job(self, job_id: int) -> dict[str, Any]:
@@ -153,10 +165,9 @@ class Server:
 
     def upload(self, path: Path, **fields: str) -> dict[str, Any]:
         body, content_type = multipart(fields, path.name, path.read_bytes())
-        request = urllib.request.Request(
-            self.url + "/api/jobs", data=body, method="POST", headers={"Content-Type": content_type}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with self.open(
+            "/api/jobs", data=body, method="POST", headers={**self.headers, "Content-Type": content_type}
+        ) as response:
             assert response.status == 201
             return dict(json.loads(response.read()))
 

@@ -438,3 +438,56 @@ def test_metrics_charts_start_from_the_history(start_server: Any, page: Any) -> 
     )
     expect(page.locator("#m-mem")).to_have_text(re.compile(r"^\d+ MB$"))
     expect(page.locator("#m-procs")).to_have_text(re.compile(r"^\d+$"))
+
+
+# Remembers the highest value the upload bar showed, across the navigation to the job page.
+RECORD_UPLOAD_BAR = """
+document.addEventListener("DOMContentLoaded", () => {
+  const bar = document.getElementById("upload-bar");
+  if (!bar) return;
+  new MutationObserver(() => {
+    const best = Number(sessionStorage.getItem("uploadBarMax") || 0);
+    sessionStorage.setItem("uploadBarMax", String(Math.max(best, bar.value)));
+  }).observe(bar, { attributes: true, attributeFilter: ["value"] });
+});
+"""
+
+
+def test_drag_and_drop_upload_shows_progress(start_server: Any, page: Any) -> None:
+    server = start_server(*LONG_JOB)
+    page.add_init_script(RECORD_UPLOAD_BAR)
+    page.goto(server.url + "/")
+    data = list(SPEECH_CLIP.read_bytes())
+    transfer = page.evaluate_handle(
+        """(bytes) => {
+          const transfer = new DataTransfer();
+          transfer.items.add(new File([new Uint8Array(bytes)], "dropped speech.ogg", { type: "audio/ogg" }));
+          return transfer;
+        }""",
+        data,
+    )
+    page.dispatch_event("#drop-zone", "dragenter", {"dataTransfer": transfer})
+    expect(page.locator("#drop-zone")).to_have_class(re.compile(r"\bdragging\b"))
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+    expect(page.locator("#file-chosen")).to_contain_text("dropped speech.ogg")
+    expect(page.locator("#drop-zone")).not_to_have_class(re.compile(r"\bdragging\b"))
+    page.click("#upload-button")
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    assert page.evaluate("sessionStorage.getItem('uploadBarMax')") == "1"
+    job = server.job(job_id_of(page))
+    assert job["filename"] == "dropped speech.ogg"
+    expect(page.locator("#job-title")).to_have_text("dropped speech.ogg")
+    wait_for_lines(page, 3)
+    expect(page.locator("#eta")).to_contain_text("elapsed")
+
+
+def test_pages_work_behind_the_access_token(start_server: Any, page: Any) -> None:
+    server = start_server(*LONG_JOB, "--token", "s3cret-token")
+    page.goto(server.url + "/?token=s3cret-token")
+    assert "token" not in page.url, "the token should move from the URL into a cookie"
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    page.set_input_files("#file", SPEECH_CLIP)
+    page.click("#upload-button")
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    wait_for_lines(page, 5)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
