@@ -24,6 +24,7 @@ from server.runner import status_message
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_BATCH = 500
+FRAME_INTERVAL = 0.005  # seconds; at most one frame per socket this often
 FINISHED_REPLAY_LINES = 2000
 SEND_TIMEOUT = 30.0
 HEARTBEAT_SECONDS = 20.0
@@ -45,6 +46,10 @@ async def _write(ws: web.WebSocketResponse, subscriber: Subscriber) -> None:
             # A peer that has not read for SEND_TIMEOUT is gone or stuck: let it go.
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"client too slow")
             return
+        # Let a stream gather for a moment: a lone message still goes out at once, but a
+        # busy job's lines leave in one frame per FRAME_INTERVAL, not one per read. Frames,
+        # not lines, are what cost the server and the browser (benchmarks/RESULTS.md).
+        await asyncio.sleep(FRAME_INTERVAL)
 
 
 def _count_lines(path: Path) -> int:
