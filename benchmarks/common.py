@@ -71,8 +71,10 @@ def fmt(value: float | None, digits: int = 3) -> str:
     magnitude = abs(value)
     if magnitude >= 100:
         return f"{value:.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
     if magnitude >= 1:
-        return f"{value:.{max(0, digits - 2)}f}"
+        return f"{value:.2f}"
     return f"{value:.{digits}g}"
 
 

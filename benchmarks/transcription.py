@@ -51,8 +51,9 @@ async def through_server(server: BenchServer, audio: Path) -> tuple[float, str]:
 async def server_pairs(audio: Path, reference: str, mode: str, pairs: int) -> list[dict[str, Any]]:
     """`pairs` × (direct call in `mode`, then the same audio through the server)."""
     out = []
-    # The server's own defaults: no --default-* flags, the real pipeline.
-    async with BenchServer("--max-concurrent-jobs", "1", "--max-upload-mb", "512") as server:
+    # The server's defaults (the helper's faster test intervals put back), the real pipeline.
+    defaults = ("--metrics-interval", "1", "--heartbeat-interval", "5")
+    async with BenchServer(*defaults) as server:
         for _ in range(pairs):
             direct = await asyncio.to_thread(pipeline_bench._direct_in_child, mode, audio, usable_cores())
             served, text = await through_server(server, audio)
