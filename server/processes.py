@@ -33,9 +33,6 @@ _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 _POLL_SECONDS = 0.025
 # After SIGKILL the kernel needs a moment to tear the processes down.
 _AFTER_SIGKILL_SECONDS = 2.0
-# A job of this very instance whose process looks gone is left to the runner that waits on
-# it (it records the real ending) unless it still looks gone this long after first seen.
-OWN_JOB_SETTLE_SECONDS = 10.0
 
 
 def job_marker(install_id: str, job_id: int) -> str:
@@ -434,7 +431,6 @@ class ProcessManager:
         self.kill_grace = kill_grace
         self.instance_id = instance_id
         self.sampler = TreeSampler()
-        self._first_seen_dead: dict[int, float] = {}
 
     def marker(self, job_id: int) -> str:
         return job_marker(self.store.install_id, job_id)
@@ -604,8 +600,12 @@ class ProcessManager:
         exclude_job_ids: Collection[int] = (),
     ) -> list[OrphanReport]:
         """Settle running jobs nobody is watching any more: kill what is provably theirs,
-        mark them failed with an `orphaned:` reason. dry_run only reports. Jobs in
-        `exclude_job_ids` are skipped: a live runner is waiting on them itself."""
+        mark them failed with an `orphaned:` reason. dry_run only reports.
+
+        A live runner must pass the jobs it is waiting on as `exclude_job_ids`: it records
+        their real endings itself, and a process that just exited would otherwise be
+        settled here as "gone" in a race with its complete_job.
+        """
         stale = {j["id"]: j for j in await self.store.get_orphaned_jobs(timeout_seconds)}
         instances = {i["id"]: i for i in await self.store.list_instances()}
         live = set(live_instance_ids)
@@ -613,9 +613,6 @@ class ProcessManager:
             live.add(self.instance_id)
         reports: list[OrphanReport] = []
         running = await self.store.get_active_jobs()
-        running_ids = {j["id"] for j in running}
-        for job_id in [j for j in self._first_seen_dead if j not in running_ids]:
-            del self._first_seen_dead[job_id]
         for job in running:
             if job["id"] in exclude_job_ids:
                 continue
@@ -680,15 +677,8 @@ class ProcessManager:
             if not verified:
                 process_cause += "; not signalled"
         if process_cause is not None:
-            if not causes and owner is not None and owner == self.instance_id:
-                # Our own runner waits on this process and records how it ended; only
-                # step in if it has not done so after a while.
-                first = self._first_seen_dead.setdefault(job_id, time.monotonic())
-                if time.monotonic() - first < OWN_JOB_SETTLE_SECONDS:
-                    return None
             causes.append(process_cause)
         if not causes:
-            self._first_seen_dead.pop(job_id, None)
             return None
 
         message = f"{ORPHANED_PREFIX} " + "; ".join(causes)
@@ -699,7 +689,6 @@ class ProcessManager:
             message += f"; {report.reason}"
         if not dry_run:
             await self.store.fail_job(job_id, message)
-            self._first_seen_dead.pop(job_id, None)
         return OrphanReport(job_id, pid, message, verified, killed)
 
 

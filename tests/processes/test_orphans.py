@@ -6,9 +6,6 @@ import asyncio
 import os
 import sqlite3
 
-import pytest
-
-from server import processes
 from server.processes import ProcessManager, SpawnedProcess, read_identity
 from server.store import Store
 from tests.processes.conftest import Spawner, read_until
@@ -186,8 +183,8 @@ async def test_dead_server_instance_settles_its_jobs(
     assert (await store.get_job(kept_id) or {})["status"] == "running"
 
 
-async def test_own_jobs_are_left_to_the_runner_for_a_while(
-    store: Store, start_child: Spawner, monkeypatch: pytest.MonkeyPatch
+async def test_own_job_with_gone_process_is_settled_unless_excluded(
+    store: Store, start_child: Spawner
 ) -> None:
     instance = await _live_instance(store)
     manager = ProcessManager(store, kill_grace=0.5, instance_id=instance)
@@ -196,11 +193,11 @@ async def test_own_jobs_are_left_to_the_runner_for_a_while(
     )
     child.process.kill()
     await child.process.wait()
-    # The runner that waits on this process records its real ending; don't race it.
-    assert await manager.cleanup_orphaned_processes(300) == []
-    monkeypatch.setattr(processes, "OWN_JOB_SETTLE_SECONDS", 0.0)
+    # The runner waiting on it says so, and records the ending itself.
+    assert await manager.cleanup_orphaned_processes(300, exclude_job_ids=[job_id]) == []
     [report] = await manager.cleanup_orphaned_processes(300)
-    assert report.job_id == job_id and "is gone" in report.reason
+    assert report.job_id == job_id
+    assert report.reason == f"orphaned: process {child.identity.pid} is gone"
 
 
 async def test_excluded_jobs_are_never_settled(
