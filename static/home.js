@@ -52,6 +52,8 @@ function choose(file) {
 }
 
 fileInput.addEventListener("change", () => choose(fileInput.files[0]));
+// A file picked before this script ran (a slow load) fired its change event unheard.
+if (fileInput.files.length > 0) choose(fileInput.files[0]);
 
 for (const type of ["dragenter", "dragover"]) {
   dropZone.addEventListener(type, (event) => {
