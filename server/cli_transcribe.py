@@ -169,20 +169,38 @@ def kill_leftovers(marker: str) -> int:
     return len(procs)
 
 
+class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Also says when the process itself has exited: Process.wait() (3.11) returns only
+    once its pipes close too, and a stray grandchild can hold stdout open forever."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
+
+
 async def run(argv: list[str], output: Plain) -> int:
     marker = uuid.uuid4().hex
     env = {**os.environ, MARKER_ENV: marker, "PYTHONUNBUFFERED": "1"}
+    loop = asyncio.get_running_loop()
+    protocol = _ExitProtocol(READ_BLOCK, loop)
     try:
-        process = await asyncio.create_subprocess_exec(
+        transport, _ = await loop.subprocess_exec(
+            lambda: protocol,
             *argv,
             stdin=asyncio.subprocess.PIPE,  # the lifeline: closes when we end, however we end
             stdout=asyncio.subprocess.PIPE,
+            stderr=None,
             env=env,
             start_new_session=True,
         )
     except OSError as error:
         output.notice(f"cannot start {argv[0]}: {error}")
         return 1
+    process = asyncio.subprocess.Process(transport, protocol, loop)
     assert process.stdout is not None
     interrupts = 0
 
@@ -202,13 +220,14 @@ async def run(argv: list[str], output: Plain) -> int:
         else:
             output.notice(f"killed {kill_leftovers(marker)} process(es)")
 
-    loop = asyncio.get_running_loop()
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     for signum in handled:
         loop.add_signal_handler(signum, interrupted, signum)
     reader = asyncio.create_task(pump(process.stdout, output))
     try:
-        code = await process.wait()
+        await protocol.exited.wait()
+        code = transport.get_returncode()
+        assert code is not None, "process_exited sets the return code first"
         try:
             await asyncio.wait_for(asyncio.shield(reader), DRAIN_SECONDS)
         except TimeoutError:
@@ -216,6 +235,7 @@ async def run(argv: list[str], output: Plain) -> int:
             killed = kill_leftovers(marker)
             output.notice(f"killed {killed} process(es) the pipeline left behind")
             await reader
+        await process.wait()
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
