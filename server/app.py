@@ -21,7 +21,7 @@ from aiohttp import WSCloseCode, web
 from aiohttp.web_middlewares import Middleware
 
 from server import keys
-from server.auth import origin_middleware, token_middleware
+from server.auth import loopback_host_middleware, origin_middleware, token_middleware
 from server.channels import Channels
 from server.config import Config
 from server.errors import error_middleware
@@ -41,6 +41,8 @@ def create_app(config: Config, *, executor: Executor | None = None) -> web.Appli
     middlewares: list[Middleware] = [error_middleware, origin_middleware]
     if config.token:
         middlewares.append(token_middleware(config.token))
+    else:
+        middlewares.append(loopback_host_middleware)
     app = web.Application(middlewares=middlewares)
     app[keys.CONFIG] = config
     app[keys.SOCKETS] = weakref.WeakSet()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 from urllib.parse import urlsplit
 
@@ -63,6 +64,30 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
     changes_state = request.method not in SAFE_METHODS or request.path == "/ws"
     if changes_state and not same_origin(request):
         raise ApiError(403, "cross-origin request refused")
+    return await handler(request)
+
+
+def loopback_host(request: web.Request) -> bool:
+    """True when the request's Host names loopback: 127.x.x.x, ::1, localhost, *.localhost."""
+    hostname = (urlsplit(f"//{request.host}").hostname or "").rstrip(".").lower()
+    if hostname == "localhost" or hostname.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def loopback_host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Without a token, answer only requests addressed to a loopback name.
+
+    A web page whose own domain is made to resolve to 127.0.0.1 (DNS rebinding) reaches
+    an open loopback server with Origin and Host both its own, so the Origin check passes;
+    its Host is what gives it away. Jupyter guards the same way.
+    """
+    if not loopback_host(request):
+        raise ApiError(403, "without a token this server answers only to 127.0.0.1 or localhost")
     return await handler(request)
 
 
