@@ -133,7 +133,13 @@ async def test_non_loopback_without_token_generates_one_and_prints_the_url(start
     url = wait_for(printed_url, 30, "the printed URL")
     token = urlsplit(url).query.removeprefix("token=")
     assert len(token) >= 20, url
-    wait_for(lambda: server.request("GET", "/api/health", auth=False).status == 401, 30, "401 without token")
+    def refuses_without_token() -> bool:
+        try:
+            return server.request("GET", "/api/health", auth=False).status == 401
+        except OSError:
+            return False  # not listening yet
+
+    wait_for(refuses_without_token, 30, "401 without the token")
     # Open the printed URL as a browser would (through 127.0.0.1, never another address).
     opened = server.request("GET", f"/?token={token}", auth=False)
     assert opened.status == 303
