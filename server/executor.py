@@ -78,7 +78,8 @@ class LocalExecutor:
 
     async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]:
         def sample_all() -> dict[int, dict[str, Any]]:
-            return {h.job_id: self._sampler.sample(h.pid) for h in handles}
+            by_pid = self._sampler.sample_many([h.pid for h in handles])
+            return {h.job_id: by_pid[h.pid] for h in handles}
 
         # psutil reads /proc for every process of every tree: keep it off the event loop.
         return await asyncio.to_thread(sample_all)

@@ -302,7 +302,19 @@ class TreeSampler:
         self._lock = threading.Lock()
         self._trees: dict[int, dict[int, psutil.Process]] = {}
 
-    def sample(self, root_pid: int) -> dict[str, Any]:
+    def sample_many(self, root_pids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """sample() of each root, finding every tree's members in one pass over /proc.
+
+        psutil's children() reads the stat of every process on the machine; once per job
+        per second, that was most of the monitor's cost (benchmarks/RESULTS.md).
+        """
+        children_of: dict[int, list[int]] = {}
+        for pid, stat in _all_stats().items():
+            if stat.alive:
+                children_of.setdefault(stat.ppid, []).append(pid)
+        return {pid: self.sample(pid, children_of=children_of) for pid in root_pids}
+
+    def sample(self, root_pid: int, *, children_of: dict[int, list[int]] | None = None) -> dict[str, Any]:
         with self._lock:
             cache = self._trees.setdefault(root_pid, {})
             root = self._cached(cache, root_pid)
@@ -310,10 +322,13 @@ class TreeSampler:
                 if root is None or root.status() == psutil.STATUS_ZOMBIE:
                     raise psutil.NoSuchProcess(root_pid)
                 elapsed = max(0.0, time.time() - root.create_time())
-                try:
-                    procs = [root, *root.children(recursive=True)]
-                except psutil.AccessDenied:
-                    procs = [root]
+                if children_of is not None:
+                    procs = [root, *_descendants(root_pid, children_of, cache)]
+                else:
+                    try:
+                        procs = [root, *root.children(recursive=True)]
+                    except psutil.AccessDenied:
+                        procs = [root]
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 self._trees.pop(root_pid, None)
                 return _gone_sample(root_pid)
@@ -367,6 +382,21 @@ class TreeSampler:
             return None
         cache[pid] = proc
         return proc
+
+
+def _descendants(
+    root_pid: int, children_of: dict[int, list[int]], cache: dict[int, psutil.Process]
+) -> list[psutil.Process]:
+    """The live descendants of root_pid, by a parent -> children map of the whole machine."""
+    found: list[psutil.Process] = []
+    todo = list(children_of.get(root_pid, ()))
+    while todo:
+        pid = todo.pop()
+        proc = TreeSampler._cached(cache, pid)
+        if proc is not None:
+            found.append(proc)
+        todo.extend(children_of.get(pid, ()))
+    return found
 
 
 # ------------------------------------------------------------------------------------------
