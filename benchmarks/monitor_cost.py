@@ -50,7 +50,8 @@ async def run_all(quick: bool) -> list[Row]:
             await server.wait_group(job_id)
         await asyncio.sleep(2)  # first samples of each new tree cost more (psutil caches)
         busy = await windows(proc, count, seconds)
-        running = sum((await server.job(j))["status"] == "running" for j in job_ids)
+        statuses = [(await server.job(j))["status"] for j in job_ids]
+        running = statuses.count("running")
         for job_id in job_ids:
             await server.stop_job(job_id)
     base = median(idle)
