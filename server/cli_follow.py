@@ -29,6 +29,7 @@ class Follower:
     """Prints one job's log lines in seq order and notices when the job ends."""
 
     job_id: int
+    server_url: str
     printed_seq: int = 0
     ended: dict[str, Any] | None = None
     backlog: list[tuple[int, str]] = field(default_factory=list)
@@ -38,7 +39,7 @@ class Follower:
         if kind == "error":
             text = str(message.get("error"))
             code = EXIT_NO_JOB if text.startswith("no job") else EXIT_ERROR
-            raise CliError(f"{text} on the server" if code == EXIT_NO_JOB else text, code)
+            raise CliError(f"{text} on {self.server_url}" if code == EXIT_NO_JOB else text, code)
         if message.get("job") != self.job_id:
             return
         if kind == "log":
@@ -89,11 +90,11 @@ def frame_messages(data: str) -> list[dict[str, Any]]:
 
 
 async def follow(args: argparse.Namespace) -> int:
-    follower = Follower(args.job)
     async with (
         ServerClient.connect(args.server, args.token) as client,
         client.websocket() as ws,
     ):
+        follower = Follower(args.job, client.url)
         await ws.send_json({"type": "subscribe", "job": args.job})
         await ws.send_json({"type": "ping"})
         live = False

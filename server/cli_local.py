@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from server.cli_common import EXIT_OK, CliError, human_bytes
 from server.config import Config
@@ -23,12 +23,16 @@ from server.store import (
     backup_to,
 )
 
+if TYPE_CHECKING:
+    from server.processes import OrphanReport
+
 
 @dataclass(frozen=True)
 class DbFacts:
     version: int
     jobs: int | None  # None when there is no jobs table
     orphaned_by_upgrade: int
+    size: int
 
 
 def read_facts(path: Path) -> DbFacts:
@@ -53,7 +57,7 @@ def read_facts(path: Path) -> DbFacts:
                         (ORPHANED_BY_UPGRADE + "%",),
                     ).fetchone()[0]
                 )
-        return DbFacts(version, jobs if has_jobs else None, orphaned)
+        return DbFacts(version, jobs if has_jobs else None, orphaned, path.stat().st_size)
     except sqlite3.DatabaseError as error:
         raise CliError(f"{path} cannot be read as a SQLite database ({error})") from None
     finally:
@@ -75,17 +79,7 @@ def database_path(data_dir: Path) -> Path:
 
 
 async def backup(args: argparse.Namespace) -> int:
-    source = database_path(args.data_dir)
-    dest: Path = args.path
-    if dest.is_dir():
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        dest = dest / f"{source.name}.backup-{stamp}"
-    if dest.exists() and not args.force:
-        raise CliError(f"{dest} already exists; pass --force to replace it")
-    if not dest.parent.is_dir():
-        raise CliError(f"folder {dest.parent} does not exist")
-    if dest.resolve() == source.resolve():
-        raise CliError("the backup cannot replace the database itself")
+    source, dest = await asyncio.to_thread(backup_paths, args.data_dir, args.path, args.force)
     try:
         # Straight from the file, not through Store.open: a backup must never migrate.
         await asyncio.to_thread(backup_to, source, dest)
@@ -93,11 +87,27 @@ async def backup(args: argparse.Namespace) -> int:
         raise CliError(f"backup of {source} to {dest} failed: {error}") from None
     facts = await asyncio.to_thread(read_facts, dest)
     jobs = f", {facts.jobs} job(s)" if facts.jobs is not None else ""
+    size = human_bytes(facts.size)
     print(
-        f"backed up {source} to {dest} ({human_bytes(dest.stat().st_size)}, "
-        f"schema version {facts.version}{jobs}); integrity check ok"
+        f"backed up {source} to {dest} ({size}, schema version {facts.version}{jobs}); "
+        "integrity check ok"
     )
     return EXIT_OK
+
+
+def backup_paths(data_dir: Path, dest: Path, force: bool) -> tuple[Path, Path]:
+    """The database and where its copy goes (PATH, or a stamped name inside folder PATH)."""
+    source = database_path(data_dir)
+    if dest.is_dir():
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        dest = dest / f"{source.name}.backup-{stamp}"
+    if dest.exists() and not force:
+        raise CliError(f"{dest} already exists; pass --force to replace it")
+    if not dest.parent.is_dir():
+        raise CliError(f"folder {dest.parent} does not exist")
+    if dest.resolve() == source.resolve():
+        raise CliError("the backup cannot replace the database itself")
+    return source, dest
 
 
 # -- db migrate ------------------------------------------------------------------------------
@@ -109,7 +119,7 @@ async def migrate(args: argparse.Namespace) -> int:
     if before.version == SCHEMA_VERSION:
         print(f"{path}: schema version {before.version}, already current; nothing to do")
         return EXIT_OK
-    backups_before = set(path.parent.glob(f"{path.name}.backup-*"))
+    backups_before = await asyncio.to_thread(backups_of, path)
     try:
         store = await Store.open(path)
     except MigrationError as error:
@@ -119,7 +129,7 @@ async def migrate(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from None
     await store.close()
     after = await asyncio.to_thread(read_facts, path)
-    made = sorted(set(path.parent.glob(f"{path.name}.backup-*")) - backups_before)
+    made = sorted(await asyncio.to_thread(backups_of, path) - backups_before)
     print(f"{path}: schema version {before.version} -> {after.version}")
     print(f"backup of version {before.version}: {made[-1] if made else 'none (it was empty)'}")
     if after.jobs is not None:
@@ -131,6 +141,10 @@ async def migrate(args: argparse.Namespace) -> int:
         )
         print(f"jobs: {after.jobs}{settled}")
     return EXIT_OK
+
+
+def backups_of(path: Path) -> set[Path]:
+    return set(path.parent.glob(f"{path.name}.backup-*"))
 
 
 # -- cleanup ---------------------------------------------------------------------------------
@@ -164,9 +178,13 @@ async def cleanup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     path = await asyncio.to_thread(current_database, config.data_dir)
     store = await Store.open(path)
     try:
-        manager = ProcessManager(store, kill_grace=config.kill_grace, instance_id=None)
+        watched = await watched_by_live_servers(store, config.orphan_timeout)
+        manager = ProcessManager(store, kill_grace=config.kill_grace)
         reports = await manager.cleanup_orphaned_processes(
-            config.orphan_timeout, live_instance_ids=set(), dry_run=args.dry_run
+            config.orphan_timeout,
+            live_instance_ids=(),
+            dry_run=args.dry_run,
+            exclude_job_ids=watched,
         )
     finally:
         await store.close()
@@ -174,11 +192,47 @@ async def cleanup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-def print_reports(reports: list[Any], *, timeout: float, dry_run: bool) -> None:
+async def watched_by_live_servers(store: Store, timeout: float) -> set[int]:
+    """Running jobs whose server is alive and whose heartbeat is fresh: that server records
+    their endings itself (a job that exits this instant is not ours to call orphaned)."""
+    from server.processes import identity_matches
+
+    stale = {job["id"] for job in await store.get_orphaned_jobs(timeout)}
+    instances = {row["id"]: row for row in await store.list_instances()}
+    watched = set()
+    for job in await store.get_active_jobs():
+        owner = instances.get(job["instance_id"] or "")
+        if job["id"] in stale or owner is None:
+            continue
+        alive = await asyncio.to_thread(
+            identity_matches, owner["pid"], owner["start_ticks"], owner["boot_id"], None
+        )
+        if alive:
+            watched.add(int(job["id"]))
+    return watched
+
+
+def print_reports(reports: Sequence[OrphanReport], *, timeout: float, dry_run: bool) -> None:
     if not reports:
-        print(f"no orphaned jobs (no running job has a heartbeat older than {timeout:g} s)")
+        print(
+            f"no orphaned jobs: every running job has a live server and a heartbeat "
+            f"younger than {timeout:g} s"
+        )
         return
     for report in reports:
-        print(f"job {report.job_id}: {report.reason}")
+        pid = f"pid {report.pid}" if report.pid is not None else "no pid"
+        if dry_run:
+            action = (
+                "would kill its processes (verified as the job's)"
+                if report.verified
+                else "would signal nothing (no live process is provably the job's)"
+            )
+            print(f"job {report.job_id} ({pid}): {action}; would be marked failed:")
+        else:
+            action = "killed its processes" if report.killed else "signalled nothing"
+            print(f"job {report.job_id} ({pid}): {action}; marked failed:")
+        print(f"    {report.reason}")
     if dry_run:
-        print(f"dry run: nothing was signalled or changed ({len(reports)} job(s) would be settled)")
+        print(f"dry run: {len(reports)} job(s) would be settled; nothing was signalled or changed")
+    else:
+        print(f"{len(reports)} orphaned job(s) settled")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -131,6 +133,8 @@ def describe(error: BaseException) -> str:
         return "timed out"
     if isinstance(error, aiohttp.ClientConnectorError):
         cause = error.os_error
+        if isinstance(cause, OSError) and cause.errno and not isinstance(cause, socket.gaierror):
+            return os.strerror(cause.errno).lower()  # "connection refused"
         reason = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
         return str(reason).lower()
     if isinstance(error, aiohttp.ServerDisconnectedError):

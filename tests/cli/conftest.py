@@ -225,7 +225,9 @@ def cli(
     )
 
 
-def start_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[str]:
+def start_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[str]:
     """The CLI running in the background, its stdout and stderr piped."""
     return subprocess.Popen(
         [sys.executable, "-m", "server.cli", *args],
