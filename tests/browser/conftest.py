@@ -214,7 +214,9 @@ def start_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cal
             target.write_bytes(server.log_path.read_bytes())
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while sync Playwright runs, its event loop is the running loop
+# of the main thread, and pytest-asyncio cannot start the async tests of other modules.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
