@@ -81,6 +81,24 @@ dropZone.addEventListener("drop", (event) => {
 window.addEventListener("dragover", (event) => event.preventDefault());
 window.addEventListener("drop", (event) => event.preventDefault());
 
+// The closed options box still says what will be used.
+function summarizeOptions() {
+  const value = (id) => document.getElementById(id).value.trim();
+  const language = document.getElementById("language");
+  const processes = Number(value("processes")) || 1;
+  const threads = Number(value("threads")) || 1;
+  const parts = [
+    value("model") || "default model",
+    language.value === "auto" ? "language auto" : language.selectedOptions[0].textContent.trim(),
+    `${processes} process${processes === 1 ? "" : "es"} × ${threads} thread${threads === 1 ? "" : "s"}`,
+  ];
+  if (Number(value("chunk_seconds")) > 0) parts.push(`${value("chunk_seconds")} s chunks`);
+  document.getElementById("options-summary").textContent = `(${parts.join(", ")})`;
+}
+document.getElementById("options").addEventListener("input", summarizeOptions);
+document.getElementById("options").addEventListener("change", summarizeOptions);
+summarizeOptions();
+
 /** The option fields, checked; throws with a message naming the bad one. */
 function collectOptions() {
   const options = {};

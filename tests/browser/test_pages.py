@@ -233,6 +233,8 @@ def test_text_file_named_mp3_is_refused_clearly(start_server: Any, page: Any, tm
     expect(page.locator("#jobs-body tr")).to_have_count(0)
     expect(page.locator("#jobs-empty")).to_be_visible()
     expect(page.locator("#upload-button")).to_be_enabled()
+    missing = page.goto(server.url + "/jobs/424242")
+    assert missing is not None and missing.status == 404
 
 
 def test_jobs_table_updates_live_with_queue_positions(start_server: Any, page: Any) -> None:
@@ -273,10 +275,20 @@ def test_keyboard_only_upload_and_stop_dialog(start_server: Any, page: Any) -> N
                 return
         raise AssertionError(f"Tab never reached #{element_id}")
 
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
     tab_to("file")
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Space")
+    # Headless Chromium now and then ignores the first key on a file input (about 1 run in
+    # 20, never reproduced alone); a person would press it again, and so do we, once.
+    for attempt in (1, 2):
+        try:
+            with page.expect_file_chooser(timeout=5_000) as chooser:
+                page.keyboard.press("Space")
+            break
+        except sync_api.TimeoutError:
+            if attempt == 2:
+                raise
     chooser.value.set_files(SPEECH_CLIP)
+    expect(page.locator("#file-chosen")).to_contain_text("speech.ogg")
     tab_to("upload-button")
     page.keyboard.press("Enter")
     page.wait_for_url(JOB_URL, timeout=30_000)
