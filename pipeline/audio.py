@@ -30,6 +30,8 @@ _ALLOWED_FORMATS = frozenset(
     s337m sox tta voc w64 wav wv xwma mlp truehd qcp dsf iff gsm ircam nistsphere
     """.split()
 )
+# Samples resampled at once while decoding.
+_GROUP_SAMPLES = 500_000
 # Packets must cover at least this share of the duration the header declares.
 _TRUNCATED_RATIO = 0.9
 
@@ -161,13 +163,22 @@ def decode(path: str | os.PathLike[str]) -> np.ndarray:
         if not container.streams.audio:
             raise ProbeError(f"file has no audio stream: {path}")
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        # Resampling many small frames one by one is slow; FIFO them into large groups.
+        fifo = av.AudioFifo()
         parts: list[np.ndarray] = []
-        for frame in _frames(container):
-            frame.pts = None  # let the resampler re-time; some containers have gaps
+
+        def resample(frame: Any) -> None:
             for out in resampler.resample(frame):
                 parts.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            parts.append(out.to_ndarray().reshape(-1))
+
+        for frame in _frames(container):
+            frame.pts = None  # let the resampler re-time; some containers have gaps
+            fifo.write(frame)
+            if fifo.samples >= _GROUP_SAMPLES:
+                resample(fifo.read())
+        if fifo.samples:
+            resample(fifo.read())
+        resample(None)
     finally:
         container.close()
     if not parts:
