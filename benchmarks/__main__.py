@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import datetime
 import importlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -35,15 +36,18 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 NOTES_MARKER = "<!-- notes: kept as written when the table is regenerated -->"
 
 
-def run(names: Sequence[str], quick: bool) -> tuple[list[Row], dict[str, float], bool]:
-    """Rows of every named script; a script that fails gives one row saying why."""
+def run(names: Sequence[str], quick: bool) -> tuple[list[Row], dict[str, float], dict[str, float], bool]:
+    """Rows of every named script, seconds each took, the machine's load average as each
+    started; a script that fails gives one row saying why."""
     rows: list[Row] = []
     took: dict[str, float] = {}
+    loads: dict[str, float] = {}
     for name, module_name, what in SCRIPTS:
         if name not in names:
             continue
         print(f"== {name}: {what}", file=sys.stderr, flush=True)
         began = time.monotonic()
+        loads[name] = os.getloadavg()[0]
         try:
             module = importlib.import_module(module_name)
             # Scripts report progress on stdout; the table is the only thing printed there here.
@@ -51,12 +55,12 @@ def run(names: Sequence[str], quick: bool) -> tuple[list[Row], dict[str, float],
                 rows.extend(module.rows(quick))
         except KeyboardInterrupt:
             took[name] = time.monotonic() - began
-            return rows, took, True
+            return rows, took, loads, True
         except Exception as error:
             rows.append(error_row(what, error))
         took[name] = time.monotonic() - began
         print(f"== {name}: {took[name]:.0f} s", file=sys.stderr, flush=True)
-    return rows, took, False
+    return rows, took, loads, False
 
 
 def summary(rows: Sequence[Row]) -> str:
@@ -71,7 +75,7 @@ def summary(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def results_text(rows: Sequence[Row], took: dict[str, float], quick: bool) -> str:
+def results_text(rows: Sequence[Row], took: dict[str, float], loads: dict[str, float], quick: bool) -> str:
     info = machine()
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     kept = ""
@@ -83,7 +87,10 @@ def results_text(rows: Sequence[Row], took: dict[str, float], quick: bool) -> st
     return (
         "# Benchmark results\n\n"
         f"Latest run: {now}, `{command}` (`make bench`), {sum(took.values()) / 60:.1f} min.\n"
-        f"Machine: {info['cpu']}, {info['cores']} cores (shared and noisy), Python {info['python']}.\n\n"
+        f"Machine: {info['cpu']}, {info['cores']} cores (shared and noisy), Python {info['python']}.\n"
+        "Load average (1 min) as each script started: "
+        + ", ".join(f"{name} {load:.1f}" for name, load in loads.items())
+        + ".\n\n"
         "Every figure is a ratio or a percentile measured in this one run against its own "
         "baseline. `runs` is how many samples the median and p99 come from; with few samples "
         "the p99 is close to the maximum. `verdict` says whether the row holds its goal.\n\n"
@@ -99,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="write RESULTS.md even for a partial run")
     parser.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
     args = parser.parse_args(argv)
-    rows, took, interrupted = run(args.only or names, args.quick)
+    rows, took, loads, interrupted = run(args.only or names, args.quick)
     print(table(rows))
     print()
     print(summary(rows))
@@ -108,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     full = not args.quick and not args.only
     if (full or args.write) and not args.no_write:
-        RESULTS.write_text(results_text(rows, took, args.quick))
+        RESULTS.write_text(results_text(rows, took, loads, args.quick))
         print(f"wrote {RESULTS}", file=sys.stderr)
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import sys
 import time
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from aiohttp import WSMsgType
 
 from benchmarks.client import BenchServer, fake
@@ -103,6 +105,9 @@ class CaseResult:
     lines: int
     listeners: list[Listener]
     lag: dict[str, Any] | None = None  # the server probe's summary
+    server_cores: float = 0.0  # server CPU seconds per second of the case
+    client_cores: float = 0.0  # this benchmark's CPU seconds per second of the case
+    load: float = 0.0  # the machine's 1-minute load average at the end
 
     @property
     def latencies(self) -> list[float]:
@@ -123,6 +128,8 @@ class CaseResult:
 
 
 async def run_case(server: BenchServer, rate: int, clients: int, lines: int, measure_lag: bool) -> CaseResult:
+    proc, me = server.server_process(), psutil.Process()
+    cpu_server, cpu_client, began = sum(proc.cpu_times()[:2]), sum(me.cpu_times()[:2]), time.monotonic()
     job_id = await server.upload(on_disconnect="keep")
     # Above 10k messages/s the client times one line in 10 (it still checks every line).
     listeners = [Listener(every=1 if rate * clients <= 10_000 else 10) for _ in range(clients)]
@@ -146,7 +153,13 @@ async def run_case(server: BenchServer, rate: int, clients: int, lines: int, mea
         await asyncio.gather(*tasks, return_exceptions=True)
     with contextlib.suppress(Exception):
         await server.wait_status(job_id, FINAL, 30)
-    return CaseResult(rate, clients, lines, listeners, lag)
+    took = time.monotonic() - began - START_DELAY
+    return CaseResult(
+        rate, clients, lines, listeners, lag,
+        server_cores=(sum(proc.cpu_times()[:2]) - cpu_server) / took,
+        client_cores=(sum(me.cpu_times()[:2]) - cpu_client) / took,
+        load=os.getloadavg()[0],
+    )  # fmt: skip
 
 
 def case_rows(result: CaseResult) -> list[Row]:
@@ -156,7 +169,10 @@ def case_rows(result: CaseResult) -> list[Row]:
     delivered = result.delivered
     broken = sum(li.broken for li in result.listeners)
     missed = sum(li.missed for li in result.listeners)
-    note = f"{delivered}/{expected} lines delivered"
+    note = (
+        f"{delivered}/{expected} lines delivered; server used {result.server_cores:.2f} cores, the "
+        f"clients {result.client_cores:.2f}; load average {result.load:.1f}"
+    )
     if missed or broken:
         note += f"; {missed} reported missed (gap); {broken} frames broke the sequence"
     if result.every > 1:
