@@ -133,6 +133,7 @@ async def test_non_loopback_without_token_generates_one_and_prints_the_url(start
     url = wait_for(printed_url, 30, "the printed URL")
     token = urlsplit(url).query.removeprefix("token=")
     assert len(token) >= 20, url
+
     def refuses_without_token() -> bool:
         try:
             return server.request("GET", "/api/health", auth=False).status == 401

@@ -126,7 +126,8 @@ def test_setsid_grandchild_does_not_survive_a_stop(start_server, tone, record):
     server.wait_running(job["id"])
     pids = wait_helpers(server, job["id"], 2)
     keys = group_keys(server, job["id"], extra=2)
-    assert os.getsid(pids[-1]) == pids[-1]  # it really left the job's session and group
+    # It really left the job's session and group (it calls setsid just after it starts).
+    wait_for(lambda: os.getsid(pids[-1]) == pids[-1], 5, "the grandchild to call setsid")
     response = server.stop_job(job["id"])
     assert response.status == 200 and response.json()["status"] == "cancelled", response.body
     wait_for(lambda: not any(alive(k) for k in keys), 1.0, "every process of the job to be gone")
@@ -222,6 +223,10 @@ async def test_flood_is_capped_and_does_not_stall_other_jobs(start_server, tone,
     rss_before = server.rss_mb()
     rss_peak = rss_before
     loop_lag_max = 0.0
+    # Timing claims on a shared 2-core box depend on what else runs: keep the evidence.
+    server_proc = psutil.Process(server.pid)
+    cpu_before = sum(server_proc.cpu_times()[:2])
+    load_max = os.getloadavg()[0]
     lateness: list[float] = []
     began = time.monotonic()
 
@@ -261,11 +266,13 @@ async def test_flood_is_capped_and_does_not_stall_other_jobs(start_server, tone,
             rss_peak = max(rss_peak, server.rss_mb())
             lag = (await asyncio.to_thread(server.health)).get("loop_lag_ms", {})
             loop_lag_max = max(loop_lag_max, float(lag.get("max", 0.0)))
+            load_max = max(load_max, os.getloadavg()[0])
             if row["status"] in ("completed", "failed", "cancelled"):
                 break
             assert time.monotonic() - began < 240, "flood job did not finish in 240 s"
             await asyncio.sleep(0.25)
         flood_seconds = time.monotonic() - began
+        server_cpu_share = (sum(server_proc.cpu_times()[:2]) - cpu_before) / flood_seconds
         await asyncio.sleep(1.0)
     finally:
         stop.set()
@@ -288,6 +295,8 @@ async def test_flood_is_capped_and_does_not_stall_other_jobs(start_server, tone,
         ticker_lines=len(lateness),
         worst_ticker_lateness_ms=round(worst * 1000, 1),
         server_loop_lag_max_ms=loop_lag_max,
+        server_cpu_share=round(server_cpu_share, 2),
+        load_average_max=round(load_max, 1),
         p99_ticker_lateness_ms=round(sorted(lateness)[int(len(lateness) * 0.99)] * 1000, 1),
     )
     assert rss_peak - rss_before < 60, (rss_before, rss_peak)

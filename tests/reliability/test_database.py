@@ -82,6 +82,11 @@ def big_legacy_db(path: Path) -> None:
         )
 
 
+def finished_backup(data: Path) -> Path | None:
+    """The backup once renamed into place (its temporary name carries `.tmp-`)."""
+    return next((p for p in data.glob("transcriptor.db.backup-v0-*") if ".tmp-" not in p.name), None)
+
+
 def table_digest(path: Path) -> tuple[int, int, list[tuple]]:
     """(user_version, row count, a sample of rows), opened as any next user would (which
     rolls back a transaction a killed writer left in the journal)."""
@@ -109,7 +114,7 @@ def test_server_killed_during_migration_leaves_original_and_backup_intact(tmp_pa
         server.start(wait=False)
         try:
             backup = wait_for(
-                lambda data=data: next(data.glob("transcriptor.db.backup-v0-*[0-9TZ]"), None),
+                lambda data=data: finished_backup(data),
                 30,
                 "the pre-migration backup",
                 interval=0.005,
