@@ -29,7 +29,7 @@ MODEL_SUGGESTIONS = (
 
 # (code, name) for the language menu; "auto" lets the model detect it.
 LANGUAGES = (
-    ("auto", "Detect automatically"),
+    ("auto", "Auto-detect"),
     ("en", "English"),
     ("de", "German"),
     ("es", "Spanish"),
