@@ -8,7 +8,9 @@ followed them would accept the upload instead of refusing it.
 from __future__ import annotations
 
 import shutil
+import socket
 import sqlite3
+import struct
 import subprocess
 import wave
 from collections.abc import Callable, Iterator
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.audio import tone_wav
-from tests.helpers.server_proc import Response, ServerProcess, fake_pipeline_args
+from tests.helpers.server_proc import Response, ServerProcess, fake_pipeline_args, multipart, wait_for
 
 LIMIT_MB = 1
 LIMIT_BYTES = LIMIT_MB * 1024 * 1024
@@ -387,3 +389,30 @@ def test_job_ids_that_are_not_jobs_are_404(server, job):
         assert response.error
     page = server.request("GET", f"/jobs/{job}")
     assert page.status == 404, (job, page.status)
+
+
+@pytest.mark.parametrize("how", ["reset", "half-close"])
+def test_upload_cut_off_midway_leaves_nothing(server, files, how):
+    """The client goes away in the middle of the file: no partial upload, no row."""
+    before_rows = rows(server)
+    body, content_type = multipart({}, filename="cut.wav", content=tone_wav_bytes(files, 900_000))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        head = (
+            f"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        sock.sendall(head + body[: len(body) // 2])
+        # The server is writing the file now.
+        wait_for(lambda: uploads(server) != [], 10, "the partial upload to start")
+        if how == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            sock.shutdown(socket.SHUT_WR)
+    wait_for(lambda: uploads(server) == [], 10, "the partial upload to be removed")
+    assert rows(server) == before_rows
+    assert server.health()["status"] == "ok"
+
+
+def tone_wav_bytes(files: dict[str, Path], size: int) -> bytes:
+    data = files["tone"].read_bytes()
+    return (data * (size // len(data) + 1))[:size]
