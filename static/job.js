@@ -401,7 +401,14 @@ dialog.addEventListener("close", () => {
   else stopButton.focus();
 });
 
+function showActionError(text) {
+  const box = $("action-error");
+  box.textContent = text;
+  box.hidden = !text;
+}
+
 async function stopJob() {
+  showActionError("");
   stopButton.disabled = true;
   stopButton.textContent = "Stopping…";
   try {
@@ -410,10 +417,7 @@ async function stopJob() {
     if (error.status === 409) {
       applyJob(await api(jobPath).catch(() => null));
     } else {
-      const endNote = $("end-note");
-      endNote.className = "alert error";
-      endNote.textContent = `Could not stop the job: ${error.message}`;
-      endNote.hidden = false;
+      showActionError(`Could not stop the job: ${error.message}`);
       stopButton.disabled = false;
     }
   } finally {
@@ -456,15 +460,9 @@ function onMessage(message) {
     case "gap":
       onGap(message);
       break;
-    case "error": {
-      const note = $("end-note");
-      if (note.hidden) {
-        note.className = "alert error";
-        note.textContent = `Server: ${message.error}`;
-        note.hidden = false;
-      }
+    case "error":
+      showActionError(`The server said: ${message.error}`);
       break;
-    }
     default:
       break;
   }
