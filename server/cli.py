@@ -177,9 +177,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         metavar="N",
         help=f"how many of the last lines to print, 0-{MAX_LOG_LINES} (default: %(default)s)",
     )
-    logs.add_argument(
-        "-f", "--follow", action="store_true", help="follow the log live until the job ends"
-    )
+    logs.add_argument("-f", "--follow", action="store_true", help="follow the log live until the job ends")
     _add_server_arguments(logs, environ)
 
     stop = _command_parser(

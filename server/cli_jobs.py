@@ -80,10 +80,7 @@ def print_table(rows: list[list[str]], out: TextIO) -> None:
     left = {1, 2, 5}
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        cells = [
-            cell.ljust(widths[i]) if i in left else cell.rjust(widths[i])
-            for i, cell in enumerate(row)
-        ]
+        cells = [cell.ljust(widths[i]) if i in left else cell.rjust(widths[i]) for i, cell in enumerate(row)]
         out.write("  ".join(cells).rstrip() + "\n")
 
 
@@ -130,11 +127,7 @@ async def stop(args: argparse.Namespace) -> int:
 
 def describe_ending(job: dict[str, Any]) -> str:
     """`job 3 cancelled (stopped by user; exit code -15)` and the like."""
-    details = [
-        str(detail)
-        for detail in (job.get("cancel_reason"), job.get("error_message"))
-        if detail
-    ]
+    details = [str(detail) for detail in (job.get("cancel_reason"), job.get("error_message")) if detail]
     code = job.get("exit_code")
     if code is not None:
         details.append(f"exit code {code}")

@@ -88,10 +88,7 @@ async def backup(args: argparse.Namespace) -> int:
     facts = await asyncio.to_thread(read_facts, dest)
     jobs = f", {facts.jobs} job(s)" if facts.jobs is not None else ""
     size = human_bytes(facts.size)
-    print(
-        f"backed up {source} to {dest} ({size}, schema version {facts.version}{jobs}); "
-        "integrity check ok"
-    )
+    print(f"backed up {source} to {dest} ({size}, schema version {facts.version}{jobs}); integrity check ok")
     return EXIT_OK
 
 

@@ -34,8 +34,7 @@ def normalize_url(text: str) -> str:
         url = "http://" + url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CliError(f"--server {text!r} is not an http(s) URL such as http://127.0.0.1:8080",
-                       EXIT_USAGE)
+        raise CliError(f"--server {text!r} is not an http(s) URL such as http://127.0.0.1:8080", EXIT_USAGE)
     return url
 
 
@@ -110,7 +109,7 @@ class ServerClient:
     @asynccontextmanager
     async def websocket(self) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
         """The /ws socket, carrying the token in the Authorization header."""
-        ws_url = "ws" + self.url[len("http"):] + "/ws"
+        ws_url = "ws" + self.url[len("http") :] + "/ws"
         try:
             ws = await self.session.ws_connect(
                 ws_url, heartbeat=30.0, timeout=aiohttp.ClientWSTimeout(ws_close=5.0)

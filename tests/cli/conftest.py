@@ -160,9 +160,7 @@ class Server:
 
     def upload(self, path: Path, **fields: str) -> dict[str, Any]:
         body, content_type = multipart(fields, path.name, path.read_bytes())
-        request = self._request(
-            "/api/jobs", data=body, method="POST", headers={"Content-Type": content_type}
-        )
+        request = self._request("/api/jobs", data=body, method="POST", headers={"Content-Type": content_type})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 201
             return dict(json.loads(response.read()))
@@ -191,9 +189,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
     def start(*fake_flags: str, token: str | None = None) -> Server:
         command = fake_pipeline(*(fake_flags or ("--lines", "200", "--interval", "0.02")))
-        server = Server(
-            tmp_path / f"data{len(servers)}", ["--pipeline-command", command], token=token
-        )
+        server = Server(tmp_path / f"data{len(servers)}", ["--pipeline-command", command], token=token)
         servers.append(server)
         return server.start()
 

@@ -56,9 +56,7 @@ def running_job(
             me = read_identity(os.getpid())
             assert me is not None
             ticks = me.start_ticks if server_alive else me.start_ticks + 7
-            instance = await store.register_instance(
-                pid=me.pid, start_ticks=ticks, boot_id=me.boot_id
-            )
+            instance = await store.register_instance(pid=me.pid, start_ticks=ticks, boot_id=me.boot_id)
             job = await store.create_job(
                 filename="talk.mp3", original_path="/nowhere/talk.mp3", duration_seconds=60.0,
                 model="tiny.en", language="en", processes=1, threads=1, chunk_seconds=0.0,
@@ -75,9 +73,7 @@ def running_job(
     job_id = asyncio.run(create())
     if heartbeat != "now":
         with sqlite3.connect(data_dir / "transcriptor.db") as conn:
-            conn.execute(
-                "UPDATE transcription_jobs SET last_heartbeat = ? WHERE id = ?", (heartbeat, job_id)
-            )
+            conn.execute("UPDATE transcription_jobs SET last_heartbeat = ? WHERE id = ?", (heartbeat, job_id))
         conn.close()
     return job_id
 
@@ -136,9 +132,7 @@ def test_cleanup_kills_a_verified_orphan(data_dir: Path, sleeper: subprocess.Pop
     assert str(after["error_message"]).startswith("orphaned: server instance")
 
 
-def test_cleanup_leaves_a_live_servers_jobs_alone(
-    data_dir: Path, sleeper: subprocess.Popen[bytes]
-) -> None:
+def test_cleanup_leaves_a_live_servers_jobs_alone(data_dir: Path, sleeper: subprocess.Popen[bytes]) -> None:
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     fresh = running_job(data_dir, pid=sleeper.pid, start_ticks=ticks(sleeper.pid),
@@ -232,7 +226,9 @@ def test_db_migrate_upgrades_a_legacy_database_after_a_backup(data_dir: Path) ->
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
         assert conn.execute("SELECT status FROM transcription_jobs ORDER BY id").fetchall() == [
-            ("completed",), ("processing",), ("pending",)
+            ("completed",),
+            ("processing",),
+            ("pending",),
         ]
     finally:
         conn.close()

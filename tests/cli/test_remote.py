@@ -21,9 +21,7 @@ def test_jobs_table_json_and_stop(start_server: StartServer, tone: Path) -> None
     server.wait_running(done["id"])
     assert cli("stop", str(done["id"]), "--server", server.url).returncode == 0
     job = server.upload(tone, on_disconnect="keep")
-    job = wait_until(
-        lambda: (j := server.job(job["id"]))["metrics"] and j, 20, "the job's first metrics"
-    )
+    job = wait_until(lambda: (j := server.job(job["id"]))["metrics"] and j, 20, "the job's first metrics")
     pid = job["process_id"]
 
     table = cli("jobs", "--server", server.url)
@@ -83,9 +81,7 @@ def test_logs_follow_prints_every_line_in_order_and_exits_at_the_end(
     log = server.text(f"/api/jobs/{job['id']}/log")
     assert result.stdout == log
     lines = result.stdout.splitlines()
-    assert [line for line in lines if line.startswith("line ")] == [
-        f"line {i} of 200" for i in range(1, 201)
-    ]
+    assert [line for line in lines if line.startswith("line ")] == [f"line {i} of 200" for i in range(1, 201)]
     assert lines[-1] == "done"
 
 
@@ -101,9 +97,7 @@ def test_logs_follow_a_finished_job_prints_the_last_lines_and_exits(
     assert result.stdout.splitlines() == full[-3:]
 
 
-def test_logs_follow_starts_with_the_last_lines_then_live_ones(
-    start_server: StartServer, tone: Path
-) -> None:
+def test_logs_follow_starts_with_the_last_lines_then_live_ones(start_server: StartServer, tone: Path) -> None:
     server = start_server("--lines", "300", "--interval", "0.01")
     job = server.upload(tone)
     wait_until(lambda: server.job(job["id"])["progress"] > 0.2, 20, "a fifth of the job")
@@ -112,7 +106,7 @@ def test_logs_follow_starts_with_the_last_lines_then_live_ones(
     log = server.text(f"/api/jobs/{job['id']}/log").splitlines()
     printed = result.stdout.splitlines()
     assert 4 < len(printed) < len(log) - 100
-    assert printed == log[-len(printed):]  # a tail of the log: no gap, no repeat, in order
+    assert printed == log[-len(printed) :]  # a tail of the log: no gap, no repeat, in order
 
 
 def test_ctrl_c_detaches_and_a_kept_job_runs_on(start_server: StartServer, tone: Path) -> None:
