@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests.cli.conftest import clean_env, cli, fake_pipeline, start_cli, wait_until
-from tests.helpers.audio import FAKE_PIPELINE, REPO, SPEECH_CLIP
+from tests.helpers.audio import FAKE_PIPELINE, JFK, REPO, SPEECH_CLIP
 from tests.helpers.procs import is_alive
 
 
@@ -156,3 +156,26 @@ def test_real_pipeline_piped_prints_plain_lines_and_writes_transcripts(tmp_path:
     for kind in ("txt", "srt", "vtt", "json"):
         assert (out_dir / f"transcript.{kind}").stat().st_size > 0
     assert "kitchen table" in (out_dir / "transcript.txt").read_text()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_real_pipeline_cleanly(tmp_path: Path) -> None:
+    clip = JFK if JFK.exists() else SPEECH_CLIP
+    proc = start_cli("transcribe", str(clip), "--out-dir", str(tmp_path), "--threads", "1", env=clean_env())
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "started on worker" in line:
+            break
+    started = descendants(proc.pid)
+    assert started, "the pipeline and its worker"
+    proc.send_signal(signal.SIGINT)  # our own CLI process, as Ctrl-C would
+    try:
+        out, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, out + stderr
+    assert "stopped by SIGINT" in out
+    assert (tmp_path / "transcript.partial.json").is_file()
+    assert wait_until(lambda: not any(is_alive(p.pid) for p in started), 5, "every child to be gone")
