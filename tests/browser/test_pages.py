@@ -111,6 +111,7 @@ def test_upload_through_page_streams_log_and_transcript(start_server: Any, page:
     assert server.job(job_id)["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_closing_the_tab_cancels_the_job(start_server: Any, context: Any) -> None:
     server = start_server(*LONG_JOB)
     page = context.new_page()
@@ -150,6 +151,7 @@ def test_reload_keeps_the_job_and_the_line_numbers(start_server: Any, page: Any)
     assert alive_in_group(pgid)
 
 
+@pytest.mark.slow
 def test_dropped_socket_resumes_without_losing_or_repeating_lines(start_server: Any, page: Any) -> None:
     server = start_server(*LONG_JOB)
     job_id, _pgid = open_running_job(page, server)
@@ -192,6 +194,7 @@ def test_stop_asks_first_then_kills_the_group(start_server: Any, page: Any) -> N
     assert (job["status"], job["cancel_reason"]) == ("cancelled", "stopped by user")
 
 
+@pytest.mark.slow
 def test_keep_running_job_completes_after_its_page_closes(start_server: Any, context: Any) -> None:
     server = start_server(*fake_pipeline("--lines", "300", "--interval", "0.02", "--segments", "5"))
     page = context.new_page()
@@ -237,6 +240,7 @@ def test_text_file_named_mp3_is_refused_clearly(start_server: Any, page: Any, tm
     assert missing is not None and missing.status == 404
 
 
+@pytest.mark.slow
 def test_jobs_table_updates_live_with_queue_positions(start_server: Any, page: Any) -> None:
     server = start_server(*LONG_JOB, "--max-concurrent-jobs", "1")
     page.goto(server.url + "/")
