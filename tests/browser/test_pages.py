@@ -18,7 +18,7 @@ expect = sync_api.expect
 pytestmark = pytest.mark.browser
 
 # Long enough never to finish during a test; each iteration prints a line and a progress line.
-LONG_JOB = fake_pipeline("--lines", "100000", "--interval", "0.02", "--segments", "2000")
+LONG_JOB = fake_pipeline("--lines", "100000", "--interval", "0.02", "--segments", "20000")
 JOB_URL = re.compile(r"/jobs/(\d+)$")
 
 # Records, for each log line the page adds, the status badge shown at that moment.
@@ -146,6 +146,9 @@ def test_reload_keeps_the_job_and_the_line_numbers(start_server: Any, page: Any)
     )
     assert_consecutive_from_one(after)
     assert page.locator("#log .log-gap").count() == 0
+    # Segments come both from /segments and from the socket's replay: each is shown once.
+    starts = page.eval_on_selector_all("#transcript .segment", "els => els.map(e => e.dataset.start)")
+    assert starts and len(starts) == len(set(starts)), starts
     expect(page.locator("#status-badge")).to_have_text("running")
     assert server.job(job_id)["status"] == "running"
     assert alive_in_group(pgid)
@@ -507,3 +510,12 @@ def test_pages_work_behind_the_access_token(start_server: Any, page: Any) -> Non
     page.wait_for_url(JOB_URL, timeout=30_000)
     wait_for_lines(page, 5)
     expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+
+
+def test_too_big_file_is_refused_before_uploading(start_server: Any, page: Any) -> None:
+    server = start_server("--max-upload-mb", "0.01")
+    page.goto(server.url + "/")
+    page.set_input_files("#file", SPEECH_CLIP)
+    expect(page.locator("#upload-error")).to_contain_text("the limit is")
+    expect(page.locator("#upload-button")).to_be_disabled()
+    assert server.jobs() == []
