@@ -1,7 +1,8 @@
 """Probe and decode audio with PyAV, and split it into overlapping chunks.
 
-This module imports only `av` and `numpy` (never faster-whisper), so the server can call
-`probe()` on every upload without paying for the model libraries.
+This module imports only `av` at import time (numpy only when decoding, never
+faster-whisper), so the server can call `probe()` on every upload without paying for the
+model libraries.
 
 Opening is restricted: only demuxers for self-contained media files are allowed, so a
 playlist (HLS, ffconcat, ...) disguised as `.mp3` is refused before it can make FFmpeg
@@ -13,10 +14,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
-import numpy as np
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SAMPLE_RATE = 16_000
 
@@ -157,6 +160,8 @@ def _frames(container: Any) -> Iterator[Any]:
 
 def decode(path: str | os.PathLike[str]) -> np.ndarray:
     """The first audio stream of `path` as 16 kHz mono float32 samples in [-1, 1]."""
+    import numpy as np
+
     path = os.fspath(path)
     container = _open(path)
     try:

@@ -32,6 +32,7 @@ def test_probe_does_not_import_faster_whisper() -> None:
         "import sys, pipeline.audio\n"
         "assert 'faster_whisper' not in sys.modules\n"
         "assert 'ctranslate2' not in sys.modules\n"
+        "assert 'numpy' not in sys.modules, 'probe needs only av'\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
