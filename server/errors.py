@@ -56,6 +56,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in error.headers:
                 response.headers[name] = error.headers[name]
         return response
+    except ConnectionError as error:
+        # The client went away mid-request (an upload cut off): not a server error, so one
+        # line rather than a traceback and a 500. The answer goes nowhere; aiohttp drops it.
+        log.info("%s %s: client went away (%s)", request.method, request.path, error)
+        return _error_response(request, 400, "the connection was lost before the request ended")
     except Exception:
         log.exception("unhandled error for %s %s", request.method, request.path)
         return _error_response(request, 500, "internal server error")
