@@ -62,7 +62,7 @@ async def test_fifty_concurrent_uploads_while_heartbeats_write(start_server, ton
 
 # -- a migration killed midway ----------------------------------------------------------------
 
-LEGACY_EXTRA_ROWS = 200_000
+LEGACY_EXTRA_ROWS = 100_000
 KILL_DELAYS = [0.0, 0.05, 0.2, 0.5, 1.0]
 
 
