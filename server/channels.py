@@ -41,22 +41,30 @@ class Subscriber:
     maxsize: int = SUBSCRIBER_QUEUE_SIZE
 
     def _put(self, encoded: str) -> bool:
-        if len(self.pending) >= self.maxsize:
+        pending = self.pending
+        if len(pending) >= self.maxsize:
             return False
-        self.pending.append(encoded)
-        self.ready.set()
+        pending.append(encoded)
+        if len(pending) == 1:
+            # The writer waits on the event only when the queue is empty.
+            self.ready.set()
         return True
 
     def offer(self, job_id: int, encoded: str, seq: int | None) -> None:
+        # Called once per message per subscriber: the common case is one test and _put.
+        if self.missed:
+            self._tell_missed(job_id, seq)
+        if not self._put(encoded) and seq is not None:
+            self.missed[job_id] = self.missed.get(job_id, 0) + 1
+            self.total_missed += 1
+
+    def _tell_missed(self, job_id: int, seq: int | None) -> None:
         pending = self.missed.get(job_id)
         if pending and self.maxsize - len(self.pending) >= 2:
             next_seq = seq if seq is not None else 0
             gap = {"type": "gap", "job": job_id, "missed": pending, "next_seq": next_seq}
             self._put(encode(gap))
             del self.missed[job_id]
-        if not self._put(encoded) and seq is not None:
-            self.missed[job_id] = self.missed.get(job_id, 0) + 1
-            self.total_missed += 1
 
     def send_direct(self, encoded: str) -> None:
         """Queue a reply to this subscriber alone; dropped only if the queue is full."""
