@@ -31,7 +31,7 @@ from server.store import Store
 log = logging.getLogger(__name__)
 
 PROGRESS_WRITE_INTERVAL = 1.0
-PUMP_YIELD_SECONDS = 0.005
+PUMP_YIELD_SECONDS = 0.001
 
 
 @dataclass(eq=False)
@@ -225,31 +225,44 @@ class Runner:
         channel = self.channels.get(running.job_id)
         last_write = 0.0
         progress: Progress | None = None
+        # Progress is written beside the pump, one write at a time: awaiting the database
+        # here held this job's lines back 0.1-0.3 s each second while another job flooded
+        # (the aiosqlite thread waits for the GIL the busy event loop thread holds).
+        saving: asyncio.Task[None] | None = None
         last_yield = time.monotonic()
-        async for line in self.executor.lines(handle):
-            # StreamReader.read returns at once while data is buffered, so a child that
-            # floods its output would keep this loop (and the whole event loop) busy;
-            # hand the loop to the other jobs and sockets every few milliseconds.
-            if time.monotonic() - last_yield >= PUMP_YIELD_SECONDS:
-                await asyncio.sleep(0)
-                last_yield = time.monotonic()
-            joblog.write(line)
-            event = parse_line(line)
-            seq = channel.publish_line(line, event)
-            if isinstance(event, Progress):
-                progress = event
-                now = time.monotonic()
-                if now - last_write >= PROGRESS_WRITE_INTERVAL:
-                    last_write = now
-                    await self._save_progress(running.job_id, event)
-            elif isinstance(event, Segment):
-                running.segments.append(
-                    {"seq": seq, "start": event.start, "end": event.end, "text": event.text}
-                )
-            elif line.strip():
-                running.last_line = line
-                if line.startswith("error:"):
-                    running.last_error_line = line
+        try:
+            async for line in self.executor.lines(handle):
+                # StreamReader.read returns at once while data is buffered, so a child that
+                # floods its output would keep this loop (and the whole event loop) busy;
+                # hand the loop to the other jobs and sockets every millisecond.
+                if time.monotonic() - last_yield >= PUMP_YIELD_SECONDS:
+                    await asyncio.sleep(0)
+                    last_yield = time.monotonic()
+                joblog.write(line)
+                event = parse_line(line)
+                seq = channel.publish_line(line, event)
+                if isinstance(event, Progress):
+                    progress = event
+                    now = time.monotonic()
+                    if now - last_write >= PROGRESS_WRITE_INTERVAL and (saving is None or saving.done()):
+                        if saving is not None:
+                            saving.result()  # a failed write fails the job, as it did inline
+                        last_write = now
+                        saving = asyncio.create_task(
+                            self._save_progress(running.job_id, event),
+                            name=f"progress-{running.job_id}",
+                        )
+                elif isinstance(event, Segment):
+                    running.segments.append(
+                        {"seq": seq, "start": event.start, "end": event.end, "text": event.text}
+                    )
+                elif line.strip():
+                    running.last_line = line
+                    if line.startswith("error:"):
+                        running.last_error_line = line
+        finally:
+            if saving is not None:
+                await saving
         if progress is not None:
             await self._save_progress(running.job_id, progress)
 
