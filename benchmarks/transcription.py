@@ -36,9 +36,9 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return float(t.user + t.system + t.children_user + t.children_system)
 
 
-async def through_server(server: BenchServer, audio: Path) -> tuple[float, float, str]:
+async def through_server(server: BenchServer, audio: Path) -> tuple[float, float, str, dict[str, Any]]:
     """Seconds from the start of the upload until the job reads completed, the CPU seconds
-    the server and its pipeline spent on it, and the transcript."""
+    the server and its pipeline spent on it, the transcript, and the pipeline's own timings."""
     proc = server.server_process()
     cpu = cpu_seconds(proc)
     began = time.perf_counter()
@@ -59,7 +59,10 @@ async def through_server(server: BenchServer, audio: Path) -> tuple[float, float
     assert server.session is not None
     async with server.session.get(f"{server.url}/api/jobs/{job_id}/transcript.txt") as response:
         response.raise_for_status()
-        return took, cpu, await response.text()
+        text = await response.text()
+    async with server.session.get(f"{server.url}/api/jobs/{job_id}/transcript.json") as response:
+        timings = dict((await response.json(content_type=None)).get("timings", {}))
+    return took, cpu, text, timings
 
 
 async def server_pairs(audio: Path, reference: str, mode: str, pairs: int) -> list[dict[str, Any]]:
@@ -68,9 +71,14 @@ async def server_pairs(audio: Path, reference: str, mode: str, pairs: int) -> li
     # The server's defaults (the helper's faster test intervals put back), the real pipeline.
     defaults = ("--metrics-interval", "1", "--heartbeat-interval", "5")
     async with BenchServer(*defaults) as server:
-        for _ in range(pairs):
-            direct = await asyncio.to_thread(pipeline_bench._direct_in_child, mode, audio, usable_cores())
-            served, cpu, text = await through_server(server, audio)
+        for number in range(pairs):
+            # Alternate which side goes first, so a drift in the machine's load hits both.
+            if number % 2 == 0:
+                direct = await asyncio.to_thread(pipeline_bench._direct_in_child, mode, audio, usable_cores())
+                served, cpu, text, timings = await through_server(server, audio)
+            else:
+                served, cpu, text, timings = await through_server(server, audio)
+                direct = await asyncio.to_thread(pipeline_bench._direct_in_child, mode, audio, usable_cores())
             out.append(
                 {
                     "direct_s": direct["wall_s"],
@@ -80,6 +88,7 @@ async def server_pairs(audio: Path, reference: str, mode: str, pairs: int) -> li
                     "server_cpu_s": cpu,
                     "direct_wer": wer(reference, direct["text"]),
                     "server_wer": wer(reference, text),
+                    "server_timings": timings,
                 }
             )
             print(f"  transcription: direct {mode} {direct['wall_s']:.1f} s, server {served:.1f} s",
@@ -113,9 +122,10 @@ def scaling_rows(measured: list[dict[str, Any]]) -> list[Row]:
 
 def rows(quick: bool = False) -> list[Row]:
     minutes = 1.0 if quick else MINUTES
-    # One round of each configuration keeps `make bench` near 15 minutes; the pairs below
-    # repeat the two figures the overhead goal compares.
-    measured = pipeline_bench.rows(quick=quick, minutes=minutes, repeats=1)
+    # pipeline_bench keeps each configuration's best of two rounds (the sequential direct
+    # call runs once: it alone takes minutes); the pairs below compare the server with the
+    # fastest direct call again, back to back.
+    measured = pipeline_bench.rows(quick=quick, minutes=minutes, repeats=1 if quick else 2)
     directs = [r for r in measured if r["config"].startswith("direct")]
     fastest = min(directs, key=lambda r: r["wall_s"])
     mode = "batched" if "batched" in fastest["config"] else "sequential"
@@ -134,7 +144,11 @@ def rows(quick: bool = False) -> list[Row]:
         f"{median([p['direct_s'] for p in pairs]):.1f} s (model load included on both sides); "
         f"best-of ratio {best:.3f}; against the direct call's whole process (interpreter start, "
         f"imports) {process:.3f}; CPU seconds {cpu:.3f}×; WER server {100 * server_wer:.1f}% vs "
-        f"direct {100 * direct_wer:.1f}%" + ("; --quick: 1 min of audio, not the goal's 5" if quick else "")
+        f"direct {100 * direct_wer:.1f}%; the server's pipeline timings (s): "
+        + ", ".join(
+            f"{k} {v:.1f}" for k, v in pairs[-1]["server_timings"].items() if isinstance(v, float | int)
+        )
+        + ("; --quick: 1 min of audio, not the goal's 5" if quick else "")
     )
     overhead = Row(
         "transcription overhead", "server default config", f"upload → completed / direct {mode} call",
