@@ -96,6 +96,10 @@ async def server_pairs(audio: Path, reference: str, mode: str, pairs: int) -> li
     return out
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def scaling_rows(measured: list[dict[str, Any]]) -> list[Row]:
     by = {r["config"]: r for r in measured}
     base = by.get("pipeline 1×2")
@@ -111,11 +115,11 @@ def scaling_rows(measured: list[dict[str, Any]]) -> list[Row]:
         is_base = name == "pipeline 1×2"
         rows.append(
             Row("parallel scaling", name.removeprefix("pipeline ") + (" (baseline)" if is_base else ""),
-                "pipeline wall / 1×2 wall", 1, ratio, None,
+                "pipeline wall / 1×2 wall, best of 2 each", 1, ratio, None,
                 "baseline" if is_base else "never slower than 1×2 (≤ 1.05: noise)",
                 None if is_base else ratio <= 1.05,
-                f"{r['wall_s']:.1f} s for {r['audio_s']:.0f} s of audio; ran as "
-                f"{used.get('processes')}×{used.get('threads')}; WER {100 * r['wer']:.1f}%")
+                f"{r['wall_s']:.1f} s for {r['audio_s']:.0f} s of audio, {r['cpu_s']:.1f} CPU s; "
+                f"ran as {used.get('processes')}×{used.get('threads')}; WER {100 * r['wer']:.1f}%")
         )  # fmt: skip
     return rows
 
@@ -145,9 +149,7 @@ def rows(quick: bool = False) -> list[Row]:
         f"best-of ratio {best:.3f}; against the direct call's whole process (interpreter start, "
         f"imports) {process:.3f}; CPU seconds {cpu:.3f}×; WER server {100 * server_wer:.1f}% vs "
         f"direct {100 * direct_wer:.1f}%; the server's pipeline timings (s): "
-        + ", ".join(
-            f"{k} {v:.1f}" for k, v in pairs[-1]["server_timings"].items() if isinstance(v, float | int)
-        )
+        + ", ".join(f"{k} {v:.1f}" for k, v in pairs[-1]["server_timings"].items() if _is_number(v))
         + ("; --quick: 1 min of audio, not the goal's 5" if quick else "")
     )
     overhead = Row(
