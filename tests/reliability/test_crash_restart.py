@@ -221,9 +221,9 @@ def test_restart_never_signals_a_process_that_reused_a_jobs_pid(start_server, tm
             proc.wait(timeout=5)
 
 
-def test_killed_server_rows_settle_even_if_pids_are_reused_by_strangers(start_server, tone):
-    """SIGKILL the server mid-job, then occupy nothing: the restarted server settles the row
-    as orphaned and the fake job's group (dead by its lifeline) is not looked for by pid."""
+def test_sigkill_server_fake_job_group_dies_by_its_lifeline(start_server, tone):
+    """SIGKILL the server mid-job: the job's whole group (leader and two grandchildren) dies
+    by the stdin lifeline within 2 s, and the restarted server settles the row."""
     server = start_server(fake=["--lines", "100000", "--interval", "0.05", "--grandchildren", "2"])
     job = server.upload(tone, on_disconnect="keep")
     running = server.wait_running(job["id"])
