@@ -238,6 +238,15 @@ class ServerProcess:
     def descendants(self) -> list[psutil.Process]:
         return [c for c in self.snapshot() if alive(proc_key_safe(c))]
 
+    def wait_for_no_descendants(self, timeout: float) -> bool:
+        """True once the server has no live descendant, False if one is left after timeout."""
+        deadline = time.monotonic() + timeout
+        while self.descendants():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def is_descendant(self, pid: int) -> bool:
         return any(c.pid == pid for c in self.snapshot())
 
