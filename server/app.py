@@ -32,6 +32,7 @@ from server.processes import ProcessManager, read_identity
 from server.routes import setup_routes
 from server.runner import Runner
 from server.store import Store
+from server.uploads import remove_partial_uploads
 
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -63,6 +64,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
     for folder in (config.data_dir, config.uploads_dir, config.logs_dir, config.outputs_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    for path in remove_partial_uploads(config.uploads_dir):
+        log.warning("removed %s, an upload a previous instance left unfinished", path.name)
     store = await Store.open(config.db_path)
     app[keys.STORE] = store
     try:

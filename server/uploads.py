@@ -53,6 +53,22 @@ def stored_name(filename: str) -> str:
     return uuid.uuid4().hex + (suffix.lower() if _SAFE_SUFFIX.match(suffix) else "")
 
 
+PARTIAL_PREFIX = ".partial-"
+
+
+def remove_partial_uploads(uploads_dir: Path) -> list[Path]:
+    """Delete uploads a killed server left half-written; returns what was removed.
+
+    A file is written under a `.partial-` name and renamed only once it is complete, so a
+    `.partial-` file at start-up can only be one whose upload never finished.
+    """
+    removed = []
+    for path in uploads_dir.glob(PARTIAL_PREFIX + "*"):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
 def free_bytes(directory: Path) -> int:
     return shutil.disk_usage(directory).free
 
@@ -129,10 +145,13 @@ class UploadReceiver:
     async def _save(self, part: BodyPartReader) -> Upload:
         filename = display_name(part.filename)
         path = self.config.uploads_dir / stored_name(filename)
+        # Written under a temporary name: a SIGKILL mid-upload leaves only a `.partial-`
+        # file, which the next start removes (remove_partial_uploads).
+        partial = path.with_name(PARTIAL_PREFIX + path.name)
         size = 0
         checked_at = 0
         try:
-            with path.open("xb") as out:
+            with partial.open("xb") as out:
                 while chunk := await part.read_chunk(CHUNK_BYTES):
                     size += len(chunk)
                     if size > self.max_bytes:
@@ -145,16 +164,17 @@ class UploadReceiver:
                 # The periodic check above only runs every 4 MB: the reserve must still be free.
                 self._check_room(0)
         except OSError as error:
-            path.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
             if error.errno == errno.ENOSPC:
                 raise ApiError(507, "not enough disk space for this upload") from None
             raise
         except BaseException:
-            path.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
             raise
         if size == 0:
-            path.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
             raise ApiError(422, "file is empty")
+        partial.replace(path)
         return Upload(path=path, filename=filename, size=size)
 
     def _too_big(self) -> ApiError:
