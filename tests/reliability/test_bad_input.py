@@ -416,3 +416,36 @@ def test_server_logged_no_tracebacks(server):
     output = server.output()
     assert "Traceback" not in output, output[-3000:]
     assert "unhandled error" not in output
+
+
+async def _slow_upload(port: int, total: int, sent_first: int) -> socket.socket:
+    """Start an upload declaring `total` bytes, send `sent_first` of them, keep it open."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    boundary = "slowboundary"
+    head = (
+        f"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {total}\r\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.wav"\r\n\r\n'
+    ).encode()
+    sock.sendall(head + b"\0" * sent_first)
+    return sock
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+async def test_server_stopped_during_an_upload_leaves_no_partial_file(start_server, how, record):
+    server = start_server(fake=["--lines", "2"])
+    sock = await _slow_upload(server.port, 10_000_000, 2_000_000)
+    try:
+        wait_for(lambda: uploads(server) != [], 10, "the upload to start")
+        if how == "SIGTERM":
+            server.stop()
+        else:
+            server.sigkill()
+    finally:
+        sock.close()
+    left_after_stop = uploads(server)
+    server.start()
+    # After a restart at the latest, no partial upload is left and no row names one.
+    wait_for(lambda: uploads(server) == [], 5, f"the partial upload to be gone (left: {uploads(server)})")
+    assert rows(server) == []
+    record(**{f"left_after_{how}": len(left_after_stop)})
