@@ -235,3 +235,23 @@ def test_sigkill_server_fake_job_group_dies_by_its_lifeline(start_server, tone):
     row = server.job(job["id"])
     assert row["status"] == "failed" and row["error_message"].startswith("orphaned:"), row
     assert os.path.exists(row["original_path"])
+
+
+def test_second_server_on_the_same_data_dir_never_touches_the_firsts_jobs(start_server, tone, record):
+    """Two instances on one database: the second's start-up settling, heartbeats, orphan
+    reaping and shutdown must leave the first's running job alone."""
+    first = start_server(fake=["--lines", "100000", "--interval", "0.05", "--grandchildren", "1"])
+    job = first.upload(tone, on_disconnect="keep")
+    first.wait_running(job["id"])
+    keys = [proc_key(p) for p in job_processes(first, first.job(job["id"]))]
+    second = start_server("--orphan-timeout", "1", fake=["--lines", "3"], data_dir=first.data_dir)
+    # Several of the second's heartbeat and orphan passes (every 0.5 s, timeout 1 s).
+    time.sleep(3.0)
+    assert all(alive(k) for k in keys), "the second server touched the first's job"
+    assert second.job(job["id"])["status"] == "running"
+    took = second.stop()
+    assert all(alive(k) for k in keys), "the second server's shutdown touched the first's job"
+    row = first.job(job["id"])
+    assert row["status"] == "running", row
+    assert first.stop_job(job["id"]).json()["status"] == "cancelled"
+    record(second_stop_seconds=round(took, 2))
