@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.common import EXIT_INTERRUPTED, Row, error_row, machine, table
+from benchmarks.common import EXIT_INTERRUPTED, Row, error_row, fmt, machine, table
 
 # (name, module, what it measures) in the order; each module has rows(quick).
 SCRIPTS = (
@@ -69,7 +69,7 @@ def summary(rows: Sequence[Row]) -> str:
     failed = [r for r in rows if r.runs == 0]
     lines = [f"Goals held: {len(held)}; missed: {len(missed)}; not measured: {len(failed)}."]
     for r in missed:
-        lines.append(f"- MISSED: {r.what} ({r.case}): {r.goal}; median {r.median}, p99 {r.p99}. {r.note}")
+        lines.append(f"- MISSED: {r.what} ({r.case}): {r.goal}; median {fmt(r.median)}, p99 {fmt(r.p99)}.")
     for r in failed:
         lines.append(f"- NOT MEASURED: {r.what}: {r.note}")
     return "\n".join(lines)
@@ -86,7 +86,7 @@ def results_text(rows: Sequence[Row], took: dict[str, float], loads: dict[str, f
     command = "python -m benchmarks" + (" --quick" if quick else "")
     return (
         "# Benchmark results\n\n"
-        f"Latest run: {now}, `{command}` (`make bench`), {sum(took.values()) / 60:.1f} min.\n"
+        f"Latest run: finished {now}, `{command}` (`make bench`), {sum(took.values()) / 60:.1f} min.\n"
         f"Machine: {info['cpu']}, {info['cores']} cores (shared and noisy), Python {info['python']}.\n"
         "Load average (1 min) as each script started: "
         + ", ".join(f"{name} {load:.1f}" for name, load in loads.items())
