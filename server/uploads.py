@@ -127,7 +127,9 @@ class UploadReceiver:
             try:
                 upload.duration_seconds = await asyncio.to_thread(probe, upload.path)
             except ProbeError as error:
-                raise ApiError(422, str(error)) from None
+                # The message names the file by path; a client only knows the name it sent.
+                message = str(error).replace(str(upload.path), repr(upload.filename))
+                raise ApiError(422, message) from None
         except BaseException:
             if upload is not None:
                 upload.discard()

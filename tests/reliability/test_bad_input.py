@@ -100,6 +100,7 @@ def refused(server: ServerProcess, send: Callable[[], Response], status: int, wo
     message = response.error
     assert message and words.lower() in message.lower(), message
     assert "Traceback" not in message and len(message) < 400, message
+    assert str(server.data_dir) not in message, "the message must not reveal the server's paths"
     assert uploads(server) == before_files
     assert rows(server) == before_rows
     return response
