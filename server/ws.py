@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from server.channels import Channel, Subscriber, encode
 from server.jobstate import JobStatus
 from server.logtail import tail_lines
 from server.runner import status_message
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_BATCH = 500
@@ -160,7 +163,13 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             except (ValueError, RecursionError):  # deep nesting ("[[[[...") is a RecursionError
                 subscriber.send_direct(_error("malformed JSON"))
                 continue
-            await session.handle(data)
+            try:
+                await session.handle(data)
+            except Exception:
+                # The socket is already upgraded: the error middleware cannot answer it with
+                # a page, so the fault is logged and the client told, and the socket lives on.
+                log.exception("websocket message %.100r failed", message.data)
+                subscriber.send_direct(_error("internal server error"))
     finally:
         request.app[keys.CHANNELS].unsubscribe_all(subscriber)
         sockets.discard(ws)
