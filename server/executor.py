@@ -20,7 +20,11 @@ from server.processes import (
     TreeSampler,
     read_lines,
     spawn,
+    wait_exited,
 )
+
+# How long the exit code may wait for the output pipe to close once the leader is gone.
+OUTPUT_CLOSE_SECONDS = 5.0
 
 
 @dataclass
@@ -39,6 +43,10 @@ class Executor(Protocol):
     ) -> JobHandle: ...
 
     def lines(self, handle: JobHandle) -> AsyncIterator[str]: ...
+
+    async def exited(self, handle: JobHandle) -> None:
+        """Return once the job's leader process has ended (its output may still be open)."""
+        ...
 
     async def wait(self, handle: JobHandle) -> int: ...
 
@@ -73,8 +81,20 @@ class LocalExecutor:
         assert stdout is not None, "spawn always pipes stdout"
         return read_lines(stdout, max_line_bytes=self._max_line_bytes)
 
+    async def exited(self, handle: JobHandle) -> None:
+        await wait_exited(handle.spawned.process)
+
     async def wait(self, handle: JobHandle) -> int:
-        return await handle.spawned.process.wait()
+        process = handle.spawned.process
+        await wait_exited(process)
+        try:
+            async with asyncio.timeout(OUTPUT_CLOSE_SECONDS):
+                return await process.wait()
+        except TimeoutError:
+            # The leader has exited but something we could not kill holds its output open
+            # (it shed our marker): stop reading so the pipe does not keep us waiting.
+            process._transport.close()  # type: ignore[attr-defined]  # no public way
+            return await process.wait()
 
     async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]:
         def sample_all() -> dict[int, dict[str, Any]]:

@@ -220,6 +220,37 @@ async def spawn(
     return SpawnedProcess(process=process, identity=identity, pgid=process.pid)
 
 
+async def wait_exited(process: asyncio.subprocess.Process) -> None:
+    """Return once process has exited (a zombie counts), whoever still holds its pipes.
+
+    On Python 3.11 `Process.wait()` also waits for the stdout pipe to close, so a
+    descendant that inherited it keeps that wait going after the leader has gone. A pidfd
+    turns readable the moment the process exits, without reaping it from asyncio.
+    """
+    if process.returncode is not None:
+        return
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except ProcessLookupError:
+        return  # exited and reaped already
+    except OSError:  # no pidfd support: fall back to the plain wait
+        await process.wait()
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, on_exit)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
 def _utf8_cut(buf: bytearray, start: int, end: int) -> int:
     """end, moved back (at most 3 bytes) so a UTF-8 character is not split."""
     cut = end

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 PROGRESS_WRITE_INTERVAL = 1.0
 PUMP_YIELD_SECONDS = 0.001
+# How long output may keep flowing after the program itself has exited.
+OUTPUT_DRAIN_SECONDS = 2.0
 
 
 @dataclass(eq=False)
@@ -49,19 +51,14 @@ class RunningJob:
 
 
 def pipeline_argv(config: Config, job: dict[str, Any], out_dir: Path) -> list[str]:
+    """The pipeline's command line; options a job has no value for (rows an older
+    install left queued) fall back to the pipeline's own defaults."""
     command = list(config.pipeline_command) or [sys.executable, "-m", "pipeline"]
-    return [
-        *command,
-        str(job["original_path"]),
-        "--out-dir", str(out_dir),
-        "--model", str(job["model"]),
-        "--language", str(job["language"]),
-        "--processes", str(job["processes"]),
-        "--threads", str(job["threads"]),
-        "--chunk-seconds", str(job["chunk_seconds"]),
-        "--overlap-seconds", str(job["overlap_seconds"]),
-        "--lifeline",
-    ]  # fmt: skip
+    argv = [*command, str(job["original_path"]), "--out-dir", str(out_dir)]
+    for column in ("model", "language", "processes", "threads", "chunk_seconds", "overlap_seconds"):
+        if job.get(column) not in (None, ""):
+            argv += ["--" + column.replace("_", "-"), str(job[column])]
+    return [*argv, "--lifeline"]
 
 
 def describe_exit(code: int) -> str:
@@ -215,11 +212,38 @@ class Runner:
                 # Cancelled while starting: the cancel found no handle yet, so kill here.
                 await self.executor.kill(handle, grace=self.config.kill_grace)
             await self.announce(job_id)
-            await self._pump(running, handle, joblog)
+            await self._follow(running, handle, joblog)
             code = await self.executor.wait(handle)
         finally:
             joblog.close()
         await self._record_end(running, code)
+
+    async def _follow(self, running: RunningJob, handle: JobHandle, joblog: JobLog) -> None:
+        """Pump the job's output until it ends. If the program exits while processes it
+        left behind still hold its output open, they get a moment to finish, then they
+        are stopped: a job is over when its program is, and nothing of it runs on."""
+        pump = asyncio.create_task(self._pump(running, handle, joblog), name=f"pump-{running.job_id}")
+        exited = asyncio.create_task(self.executor.exited(handle), name=f"exited-{running.job_id}")
+        try:
+            await asyncio.wait({pump, exited}, return_when=asyncio.FIRST_COMPLETED)
+            if not pump.done() and not (await asyncio.wait({pump}, timeout=OUTPUT_DRAIN_SECONDS))[0]:
+                note = (
+                    "[transcriptor] the program exited, but processes it started still hold "
+                    "its output open; stopping them"
+                )
+                joblog.write(note)
+                self.channels.get(running.job_id).publish_line(note, None)
+                report = await self.executor.kill(handle, grace=self.config.kill_grace)
+                log.info("job %s: leftovers after exit: %s", running.job_id, report.reason)
+                if not (await asyncio.wait({pump}, timeout=OUTPUT_DRAIN_SECONDS))[0]:
+                    pump.cancel()
+            await asyncio.wait({pump})
+            if not pump.cancelled():
+                pump.result()  # a failed progress write fails the job, as before
+        finally:
+            for task in (pump, exited):
+                task.cancel()
+            await asyncio.gather(pump, exited, return_exceptions=True)
 
     async def _pump(self, running: RunningJob, handle: JobHandle, joblog: JobLog) -> None:
         channel = self.channels.get(running.job_id)

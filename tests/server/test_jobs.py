@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from server.app import create_app
-from tests.helpers.procs import alive_in_group
+from tests.helpers.procs import alive_in_group, is_alive, wait_until
 from tests.server.wsclient import collect_until, is_final_status, messages
 
 
@@ -158,6 +158,24 @@ async def test_stop_of_child_ignoring_sigterm(aiohttp_client, make_config, tone)
     assert stopped["exit_code"] == -9  # SIGKILL after the grace
     assert loop.time() - started < config.kill_grace + 1
     assert alive_in_group(running["process_group_id"]) == []
+
+
+@pytest.mark.parametrize("leftover", ["--grandchildren", "--setsid-grandchild"])
+async def test_program_exit_ends_job_though_a_leftover_holds_its_output(
+    aiohttp_client, make_config, tone, leftover
+):
+    # The fake exits 0 after its lines, leaving a sleeping helper that inherited stdout.
+    flags = ("--lines", "3", leftover, *(["1"] if leftover == "--grandchildren" else []))
+    client = await aiohttp_client(create_app(make_config(*flags, kill_grace=0.5)))
+    job = await (await upload(client, tone, on_disconnect="keep")).json()
+    final = await wait_status(client, job["id"], {"completed", "failed", "cancelled"}, timeout=15)
+    assert final["status"] == "completed" and final["exit_code"] == 0
+    lines = (await (await client.get(f"/api/jobs/{job['id']}/logs?lines=20")).json())["lines"]
+    assert any("still hold its output open; stopping them" in line for line in lines), lines
+    [started] = [line for line in lines if line.startswith("started 1 helper")]
+    helper = int(started.rsplit("[", 1)[1].rstrip("]"))
+    assert await asyncio.to_thread(wait_until, lambda: not is_alive(helper), 5)
+    assert alive_in_group(final["process_group_id"]) == []
 
 
 async def test_queue_and_cancel_queued_job(aiohttp_client, make_config, tone):
