@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import math
 import sqlite3
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -20,10 +21,11 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from server.jobstate import JobStatus, sources_of
+from server.resources import resource_path
 
 T = TypeVar("T")
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
+SCHEMA_PATH = resource_path("schema.sql")
 SCHEMA_VERSION = 1
 JOBS_TABLE = "transcription_jobs"
 # Long enough that 50 concurrent writers plus a CLI in another process never see
@@ -332,7 +334,17 @@ def _create_if_empty(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+def _remove_stale_backup_temps(path: Path, quiet_seconds: float = 60.0) -> None:
+    """Delete half-written backups a killed migration left; one still being written by
+    another process changes every moment, so only files quiet for a while go."""
+    for tmp in path.parent.glob(f"{path.name}.backup-*.tmp-*"):
+        with contextlib.suppress(OSError):
+            if time.time() - tmp.stat().st_mtime > quiet_seconds:
+                tmp.unlink()
+
+
 def _migrate(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    _remove_stale_backup_temps(path)
     backup = _backup_path(path, version)
     try:
         backup_to(path, backup)

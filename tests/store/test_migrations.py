@@ -253,3 +253,18 @@ async def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises((StoreError, OSError)):
         await Store.open(blocker / "sub" / "t.db")
+
+
+async def test_stale_backup_temp_of_a_killed_migration_is_removed(tmp_path: Path) -> None:
+    path = tmp_path / "transcriptor.db"
+    make_legacy_db(path)
+    stale = tmp_path / "transcriptor.db.backup-v0-20260101T000000Z.tmp-deadbeef"
+    fresh = tmp_path / "transcriptor.db.backup-v0-20260101T000001Z.tmp-cafebabe"
+    stale.write_bytes(b"half a backup")
+    fresh.write_bytes(b"another process is writing this one")
+    os.utime(stale, (0, os.stat(stale).st_mtime - 3600))
+    store = await Store.open(path)
+    await store.close()
+    assert not stale.exists()
+    assert fresh.exists()  # changed within the last minute: maybe still being written
+    assert [b for b in backups(path) if ".tmp-" not in b.name] != []
