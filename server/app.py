@@ -13,7 +13,6 @@ import logging
 import os
 import weakref
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
@@ -29,13 +28,14 @@ from server.executor import Executor, LocalExecutor
 from server.lagprobe import LagProbe
 from server.monitor import Monitor
 from server.processes import ProcessManager, read_identity
+from server.resources import resource_path
 from server.routes import setup_routes
 from server.runner import Runner
 from server.store import Store
 from server.uploads import remove_partial_uploads
 
 log = logging.getLogger(__name__)
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = resource_path("templates")
 
 
 def create_app(config: Config, *, executor: Executor | None = None) -> web.Application:

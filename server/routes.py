@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aiohttp import web
 
 from server import api, views, ws
+from server.resources import resource_path
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+STATIC_DIR = resource_path("static")
 
 
 def setup_routes(app: web.Application) -> None:
