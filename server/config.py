@@ -60,7 +60,7 @@ class Config:
     default_model: str = setting("tiny.en", "model used when an upload names none", metavar="NAME")
     default_processes: int = setting(1, "worker processes per job by default", metavar="N")
     default_threads: int = setting(
-        lambda: os.cpu_count() or 1, "CPU threads per worker by default", metavar="N"
+        0, "CPU threads per worker by default (0: cores / max concurrent jobs)", metavar="N"
     )
     default_chunk_seconds: float = setting(
         0.0, "chunk length for parallel workers by default (0: no chunking)", metavar="SECONDS"
@@ -74,6 +74,12 @@ class Config:
         "(0: off; the benchmarks turn it on)",
         metavar="SECONDS",
     )
+
+    def __post_init__(self) -> None:
+        if self.default_threads <= 0:
+            # Full queue, full machine, no oversubscription: the running jobs share the cores.
+            threads = max(1, (os.cpu_count() or 1) // max(1, self.max_concurrent_jobs))
+            object.__setattr__(self, "default_threads", threads)
 
     @property
     def db_path(self) -> Path:
