@@ -66,7 +66,7 @@ class Config:
         0.0, "chunk length for parallel workers by default (0: no chunking)", metavar="SECONDS"
     )
     default_overlap_seconds: float = setting(
-        2.0, "overlap between chunks by default", metavar="SECONDS"
+        3.0, "overlap between chunks by default (the pipeline's own default)", metavar="SECONDS"
     )
     loop_lag_interval: float = setting(
         0.0,
