@@ -12,7 +12,8 @@ import contextlib
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -122,19 +123,21 @@ async def _monitor_ctx(app: web.Application) -> AsyncIterator[None]:
         instance_id=runner.instance_id,
     )
     app[keys.MONITOR] = monitor
-    task = asyncio.create_task(monitor.run(), name="monitor")
-    try:
+    async with _owned_task(monitor.run(), "monitor"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _lag_probe_ctx(app: web.Application) -> AsyncIterator[None]:
     probe = LagProbe(app[keys.CONFIG].loop_lag_interval)
     app[keys.LAG_PROBE] = probe
-    task = asyncio.create_task(probe.run(), name="loop-lag-probe")
+    async with _owned_task(probe.run(), "loop-lag-probe"):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _owned_task(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """Run `work` as a task the app owns for as long as the block lasts."""
+    task = asyncio.create_task(work, name=name)
     try:
         yield
     finally:

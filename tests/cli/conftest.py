@@ -9,13 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,27 +21,11 @@ from typing import Any
 import pytest
 
 from tests.helpers.audio import FAKE_PIPELINE, REPO, tone_wav
+from tests.helpers.server_proc import free_port, multipart
+from tests.helpers.server_proc import wait_for as wait_until
 
 GRACE = 1.0  # --disconnect-grace and --kill-grace of every server started here
 FINAL = ("completed", "failed", "cancelled")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll `predicate` until it returns something truthy; fail naming `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -56,22 +37,6 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def fake_pipeline(*args: str) -> str:
     return shlex.join([sys.executable, str(FAKE_PIPELINE), *args])
-
-
-def multipart(fields: dict[str, str], filename: str, content: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n".encode()
-        + content
-        + b"\r\n"
-    )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 @dataclass
@@ -159,7 +124,7 @@ class Server:
         return dict(self.get(f"/api/jobs/{job_id}"))
 
     def upload(self, path: Path, **fields: str) -> dict[str, Any]:
-        body, content_type = multipart(fields, path.name, path.read_bytes())
+        body, content_type = multipart(fields, filename=path.name, content=path.read_bytes())
         request = self._request("/api/jobs", data=body, method="POST", headers={"Content-Type": content_type})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 201
