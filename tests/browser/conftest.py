@@ -36,6 +36,9 @@ CHROMIUM_ARGS = [
 ]
 GRACE = 1.0  # --disconnect-grace and --kill-grace of every server started here
 
+# In CI a missing browser is a failure, not a quiet skip (.ci/run installs chromium).
+if os.environ.get("CI") and not CHROMIUM.exists():
+    raise RuntimeError("CI is set but /usr/bin/chromium is missing: apt-get install chromium")
 sync_api = pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.exists():
     pytest.skip("browser tests need Debian's chromium at /usr/bin/chromium", allow_module_level=True)
