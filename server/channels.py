@@ -21,8 +21,19 @@ SUBSCRIBER_QUEUE_SIZE = 4096
 REPLAY_LINES = 5000
 
 
+# One encoder for the process: json.dumps with options builds a new one per call, which
+# was most of the cost of a log line on its way to the clients.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_encode_str = json.encoder.encode_basestring  # C-accelerated
+
+
 def encode(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return _encode(message)
+
+
+def encode_log(job_id: int, seq: int, line: str) -> str:
+    """encode() of a `log` message, built directly: it is sent for every line of output."""
+    return f'{{"type":"log","job":{job_id},"seq":{seq},"line":{_encode_str(line)}}}'
 
 
 @dataclass(eq=False)
@@ -90,7 +101,7 @@ class Channel:
     def publish_line(self, line: str, event: Event | None) -> int:
         self.seq += 1
         seq = self.seq
-        self._publish_seq(seq, {"type": "log", "job": self.job_id, "seq": seq, "line": line})
+        self._publish_encoded(seq, encode_log(self.job_id, seq, line), log_line=True)
         if isinstance(event, Progress):
             message = {
                 "type": "progress",
@@ -114,10 +125,13 @@ class Channel:
         return seq
 
     def _publish_seq(self, seq: int, message: dict[str, Any]) -> None:
-        encoded = encode(message)
+        self._publish_encoded(seq, encode(message), log_line=False)
+
+    def _publish_encoded(self, seq: int, encoded: str, *, log_line: bool) -> None:
         self.replay.append((seq, encoded))
+        counted = seq if log_line else None  # only log lines count as missed
         for subscriber in self.subscribers:
-            subscriber.offer(self.job_id, encoded, seq if message["type"] == "log" else None)
+            subscriber.offer(self.job_id, encoded, counted)
 
     def publish(self, message: dict[str, Any]) -> None:
         """A message with no log sequence (status, metrics): live only, never replayed."""

@@ -280,18 +280,26 @@ async def read_lines(
         buf += chunk
         pos = 0
         n = len(buf)
+        # Where the next \r and \n are (n: none in the buffer). Each is searched for again
+        # only once passed: searching a window per line scanned 64 KiB for a \r that
+        # was not there, for every 100-byte line.
+        next_cr = next_lf = -1
         while pos < n:
             if skip_lf:
                 skip_lf = False
                 if buf[pos] == 0x0A:
                     pos += 1
                     continue
-            window_end = min(n, pos + max_line_bytes + 1)
-            cr = buf.find(b"\r", pos, window_end)
-            lf = buf.find(b"\n", pos, window_end)
-            ends = [i for i in (cr, lf) if i >= 0]
-            if ends:
-                i = min(ends)
+            if next_cr < pos:
+                next_cr = buf.find(b"\r", pos)
+                if next_cr < 0:
+                    next_cr = n
+            if next_lf < pos:
+                next_lf = buf.find(b"\n", pos)
+                if next_lf < 0:
+                    next_lf = n
+            i = next_cr if next_cr < next_lf else next_lf
+            if i < n and i - pos <= max_line_bytes:
                 yield buf[pos:i].decode("utf-8", errors="replace")
                 skip_lf = buf[i] == 0x0D
                 pos = i + 1
