@@ -100,6 +100,8 @@ function renderStatus() {
   endNote.hidden = !final;
 
   $("close-note").hidden = final;
+  // A finished job's figures are its last sample, not what runs now.
+  $("metrics-when").hidden = !final;
   const stop = $("stop-button");
   stop.hidden = final;
   if (final) stop.disabled = true;
