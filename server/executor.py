@@ -110,7 +110,12 @@ class LocalExecutor:
         )
 
     def release(self, handle: JobHandle) -> None:
-        stdin = handle.spawned.process.stdin
+        process = handle.spawned.process
+        if process.returncode is not None:
+            # Normally already closed; if a process we could not kill still holds the
+            # output pipe, this drops our end of it instead of keeping it for its life.
+            process._transport.close()  # type: ignore[attr-defined]  # no public way
+        stdin = process.stdin
         if stdin is not None and not stdin.is_closing():
             stdin.close()
         self._sampler.forget(handle.pid)

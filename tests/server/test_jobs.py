@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import pytest
 
 from server.app import create_app
@@ -29,6 +32,15 @@ async def wait_status(client: Any, job_id: int, wanted: set[str], timeout: float
             if job["status"] in wanted:
                 return job
             await asyncio.sleep(0.05)
+
+
+def pipe_fds() -> int:
+    """Pipes this process (the app under test runs in it) holds open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+    return count
 
 
 async def wait_for_line(client: Any, job_id: int, timeout: float = 10) -> None:
@@ -176,6 +188,39 @@ async def test_program_exit_ends_job_though_a_leftover_holds_its_output(
     helper = int(started.rsplit("[", 1)[1].rstrip("]"))
     assert await asyncio.to_thread(wait_until, lambda: not is_alive(helper), 5)
     assert alive_in_group(final["process_group_id"]) == []
+
+
+async def test_program_exit_ends_job_though_an_unfindable_process_holds_its_output(
+    aiohttp_client, make_config, tone
+):
+    # The helper sheds the job's marker and group, so the server cannot prove it is the
+    # job's and must not signal it; the job still ends, and the test cleans up after it.
+    client = await aiohttp_client(create_app(make_config("--lines", "2", "--unmarked-escapee")))
+    pipes_before = pipe_fds()
+    job = await (await upload(client, tone, on_disconnect="keep")).json()
+    await wait_status(client, job["id"], {"running"})
+    helper = None
+    try:
+        async with asyncio.timeout(5):
+            while helper is None:
+                lines = (await (await client.get(f"/api/jobs/{job['id']}/logs?lines=20")).json())["lines"]
+                started = [line for line in lines if line.startswith("started 1 helper")]
+                helper = int(started[0].rsplit("[", 1)[1].rstrip("]")) if started else None
+                await asyncio.sleep(0.05)
+        helper_proc = psutil.Process(helper)
+        final = await wait_status(client, job["id"], {"completed", "failed", "cancelled"}, timeout=25)
+        assert final["status"] == "completed" and final["exit_code"] == 0
+        assert helper_proc.is_running(), "an unverified process must never be signalled"
+        # ...and the server let go of the pipe the helper still holds.
+        async with asyncio.timeout(3):
+            while pipe_fds() > pipes_before:
+                await asyncio.sleep(0.05)
+    finally:
+        if helper is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc = psutil.Process(helper)
+                if "time.sleep(60)" in " ".join(proc.cmdline()):  # the helper this test made
+                    proc.kill()
 
 
 async def test_queue_and_cancel_queued_job(aiohttp_client, make_config, tone):
