@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import re
 import sys
 from pathlib import Path
 
@@ -148,3 +150,46 @@ async def test_read_lines_cuts_long_lines_on_character_boundaries() -> None:
 async def test_read_lines_exact_limit_is_not_cut() -> None:
     lines = await collect(feed([b"abcd\nefghi\n"]), max_line_bytes=4)
     assert lines == ["abcd", "efgh", "i"]
+
+
+def reference_lines(data: bytes, max_line_bytes: int) -> list[str]:
+    """What read_lines must give, computed on the whole input at once."""
+    parts = re.split(rb"\r\n|\r|\n", data)
+    if parts and parts[-1] == b"":
+        parts.pop()  # the input ended with a line end
+    out = []
+    for line in parts:
+        while len(line) > max_line_bytes:
+            cut = max_line_bytes
+            while cut > 0 and max_line_bytes - cut < 3 and (line[cut] & 0xC0) == 0x80:
+                cut -= 1
+            cut = cut or max_line_bytes
+            out.append(line[:cut].decode("utf-8", "replace"))
+            line = line[cut:]
+        out.append(line.decode("utf-8", "replace"))
+    return out
+
+
+async def test_read_lines_matches_reference_over_random_reads() -> None:
+    # Each chunk is handed over as its own read, so line ends split across reads (a \r
+    # at the end of one read, its \n at the start of the next) are exercised.
+    rng = random.Random(20261127)
+    pieces = [b"a", b"bc", "é".encode(), "✓".encode(), b"\xff", b"\r", b"\n", b"\r\n"]
+    for _ in range(300):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 80)))
+        max_line_bytes = rng.choice([4, 5, 8, 64])
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 10)))) if data else []
+        chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        reader = asyncio.StreamReader()
+
+        async def produce(reader: asyncio.StreamReader = reader, chunks: list[bytes] = chunks) -> None:
+            for chunk in chunks:
+                reader.feed_data(chunk)
+                await asyncio.sleep(0)  # let the reader take this chunk alone
+                await asyncio.sleep(0)
+            reader.feed_eof()
+
+        producer = asyncio.create_task(produce())
+        got = [line async for line in read_lines(reader, max_line_bytes=max_line_bytes)]
+        await producer
+        assert got == reference_lines(data, max_line_bytes), (data, chunks, max_line_bytes)
