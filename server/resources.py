@@ -12,9 +12,11 @@ from pathlib import Path
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 _INSTALLED = Path(sys.prefix) / "share" / "transcriptor"
+# Installed, the folder above server/ is site-packages, where another package may well
+# have put a `templates/` of its own: only a folder with our pyproject.toml is a checkout.
+_IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file()
 
 
 def resource_path(name: str) -> Path:
-    """The checkout's copy of `name` when there is one, else the installed copy."""
-    local = _CHECKOUT / name
-    return local if local.exists() else _INSTALLED / name
+    """The checkout's copy of `name` in a checkout, else the installed copy."""
+    return (_CHECKOUT if _IN_CHECKOUT else _INSTALLED) / name
