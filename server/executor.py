@@ -48,6 +48,10 @@ class Executor(Protocol):
         """Return once the job's leader process has ended (its output may still be open)."""
         ...
 
+    def close_output(self, handle: JobHandle) -> None:
+        """Stop reading the job's output: its line stream ends after what has arrived."""
+        ...
+
     async def wait(self, handle: JobHandle) -> int: ...
 
     async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]: ...
@@ -109,12 +113,17 @@ class LocalExecutor:
             handle.pgid, marker=handle.marker, leader=handle.identity, grace=grace
         )
 
-    def release(self, handle: JobHandle) -> None:
+    def close_output(self, handle: JobHandle) -> None:
         process = handle.spawned.process
         if process.returncode is not None:
             # Normally already closed; if a process we could not kill still holds the
             # output pipe, this drops our end of it instead of keeping it for its life.
+            # (Only once the leader is reaped: closing earlier would kill it.)
             process._transport.close()  # type: ignore[attr-defined]  # no public way
+
+    def release(self, handle: JobHandle) -> None:
+        process = handle.spawned.process
+        self.close_output(handle)
         stdin = process.stdin
         if stdin is not None and not stdin.is_closing():
             stdin.close()

@@ -222,30 +222,44 @@ class Runner:
         """Pump the job's output until it ends. If the program exits while processes it
         left behind still hold its output open, they get a moment to finish, then they
         are stopped: a job is over when its program is, and nothing of it runs on."""
-        pump = asyncio.create_task(self._pump(running, handle, joblog), name=f"pump-{running.job_id}")
+        output_ended = asyncio.Event()
+        pump = asyncio.create_task(
+            self._pump(running, handle, joblog, output_ended), name=f"pump-{running.job_id}"
+        )
         exited = asyncio.create_task(self.executor.exited(handle), name=f"exited-{running.job_id}")
+        ended = asyncio.create_task(output_ended.wait())
         try:
-            await asyncio.wait({pump, exited}, return_when=asyncio.FIRST_COMPLETED)
-            if not pump.done() and not (await asyncio.wait({pump}, timeout=OUTPUT_DRAIN_SECONDS))[0]:
-                note = (
-                    "[transcriptor] the program exited, but processes it started still hold "
-                    "its output open; stopping them"
-                )
-                joblog.write(note)
-                self.channels.get(running.job_id).publish_line(note, None)
-                report = await self.executor.kill(handle, grace=self.config.kill_grace)
-                log.info("job %s: leftovers after exit: %s", running.job_id, report.reason)
-                if not (await asyncio.wait({pump}, timeout=OUTPUT_DRAIN_SECONDS))[0]:
-                    pump.cancel()
-            await asyncio.wait({pump})
-            if not pump.cancelled():
-                pump.result()  # a failed progress write fails the job, as before
+            await asyncio.wait({ended, exited, pump}, return_when=asyncio.FIRST_COMPLETED)
+            if exited.done() and exited.exception() is not None:
+                raise exited.exception()  # type: ignore[misc]
+            if not output_ended.is_set() and not pump.done() and not await self._ends_within(ended):
+                if running.cancel_reason is None:  # a cancel is already killing the group
+                    note = (
+                        "[transcriptor] the program exited, but processes it started still "
+                        "hold its output open; stopping them"
+                    )
+                    joblog.write(note)
+                    self.channels.get(running.job_id).publish_line(note, None)
+                    report = await self.executor.kill(handle, grace=self.config.kill_grace)
+                    log.info("job %s: leftovers after exit: %s", running.job_id, report.reason)
+                if not await self._ends_within(ended):
+                    # Held by something we may not signal: let go of the pipe; the pump
+                    # then reads to the end of what arrived and finishes its writes.
+                    self.executor.close_output(handle)
+            await pump
         finally:
-            for task in (pump, exited):
+            for task in (pump, exited, ended):
                 task.cancel()
-            await asyncio.gather(pump, exited, return_exceptions=True)
+            await asyncio.gather(pump, exited, ended, return_exceptions=True)
 
-    async def _pump(self, running: RunningJob, handle: JobHandle, joblog: JobLog) -> None:
+    @staticmethod
+    async def _ends_within(ended: asyncio.Task[Any]) -> bool:
+        done, _ = await asyncio.wait({ended}, timeout=OUTPUT_DRAIN_SECONDS)
+        return bool(done)
+
+    async def _pump(
+        self, running: RunningJob, handle: JobHandle, joblog: JobLog, output_ended: asyncio.Event
+    ) -> None:
         channel = self.channels.get(running.job_id)
         last_write = 0.0
         progress: Progress | None = None
@@ -284,6 +298,7 @@ class Runner:
                     running.last_line = line
                     if line.startswith("error:"):
                         running.last_error_line = line
+            output_ended.set()
         finally:
             if saving is not None:
                 await saving
