@@ -146,7 +146,19 @@ async def _owned_task(work: Coroutine[Any, Any, None], name: str) -> AsyncIterat
             await task
 
 
+WS_CLOSE_SECONDS = 2.0
+
+
 async def _close_websockets(app: web.Application) -> None:
-    sockets = app[keys.SOCKETS]
-    for ws in list(sockets):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    """Say goodbye to every socket at once, each bounded in time.
+
+    A client that stopped reading would make close() wait forever to flush its frames;
+    past the bound the server's own shutdown drops the connection.
+    """
+
+    async def close(ws: web.WebSocketResponse) -> None:
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(WS_CLOSE_SECONDS):
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    await asyncio.gather(*(close(ws) for ws in list(app[keys.SOCKETS])))

@@ -48,7 +48,6 @@ class Subscriber:
     pending: deque[str] = field(default_factory=deque)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     missed: dict[int, int] = field(default_factory=dict)  # job -> log lines dropped
-    total_missed: int = 0
     maxsize: int = SUBSCRIBER_QUEUE_SIZE
 
     def _put(self, encoded: str) -> bool:
@@ -61,18 +60,18 @@ class Subscriber:
             self.ready.set()
         return True
 
-    def offer(self, job_id: int, encoded: str, seq: int | None) -> None:
+    def offer(self, job_id: int, encoded: str, next_seq: int, *, log_line: bool) -> None:
+        """Queue one message; `next_seq` is the seq of the next log line this one precedes
+        (its own, for a log line)."""
         # Called once per message per subscriber: the common case is one test and _put.
         if self.missed:
-            self._tell_missed(job_id, seq)
-        if not self._put(encoded) and seq is not None:
+            self._tell_missed(job_id, next_seq)
+        if not self._put(encoded) and log_line:
             self.missed[job_id] = self.missed.get(job_id, 0) + 1
-            self.total_missed += 1
 
-    def _tell_missed(self, job_id: int, seq: int | None) -> None:
+    def _tell_missed(self, job_id: int, next_seq: int) -> None:
         pending = self.missed.get(job_id)
         if pending and self.maxsize - len(self.pending) >= 2:
-            next_seq = seq if seq is not None else 0
             gap = {"type": "gap", "job": job_id, "missed": pending, "next_seq": next_seq}
             self._put(encode(gap))
             del self.missed[job_id]
@@ -129,15 +128,17 @@ class Channel:
 
     def _publish_encoded(self, seq: int, encoded: str, *, log_line: bool) -> None:
         self.replay.append((seq, encoded))
-        counted = seq if log_line else None  # only log lines count as missed
+        # Only log lines count as missed; a gap told before any other message points at
+        # the next log line still to come.
+        next_seq = seq if log_line else self.seq + 1
         for subscriber in self.subscribers:
-            subscriber.offer(self.job_id, encoded, counted)
+            subscriber.offer(self.job_id, encoded, next_seq, log_line=log_line)
 
     def publish(self, message: dict[str, Any]) -> None:
         """A message with no log sequence (status, metrics): live only, never replayed."""
         encoded = encode(message)
         for subscriber in self.subscribers:
-            subscriber.offer(self.job_id, encoded, None)
+            subscriber.offer(self.job_id, encoded, self.seq + 1, log_line=False)
 
     def replay_since(self, since: int) -> tuple[list[str], int]:
         """Buffered messages after `since`, and how many log lines are no longer held."""
