@@ -28,7 +28,7 @@ from aiohttp import WSMsgType
 
 from benchmarks.client import BenchServer, fake
 from benchmarks.common import Deadline, Row, median, p99, run_async, run_script
-from server.channels import SUBSCRIBER_QUEUE_SIZE
+from server.jobs.channels import SUBSCRIBER_QUEUE_SIZE
 
 READERS = 5
 LINE_BYTES = 97  # the fake's flood lines, newline included

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import benchmarks.common  # noqa: F401  (puts the repo on sys.path)
 from benchmarks.common import Row, median, p99, run_script
-from server.logtail import tail_lines
+from server.jobs.logtail import tail_lines
 
 LINES = 50
 MIB = 1 << 20

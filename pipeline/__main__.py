@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from pipeline import settings as defaults
+from pipeline.argtypes import number, whole_number
 from pipeline.audio import ProbeError, probe
 from pipeline.formats import FORMATS
 from pipeline.settings import Settings
@@ -24,27 +25,6 @@ from pipeline.settings import Settings
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -79,33 +59,33 @@ def build_parser() -> argparse.ArgumentParser:
     add("--language", default="auto", help="'auto' to detect, or a language code such as en")
     add(
         "--processes",
-        type=_positive_int,
+        type=whole_number(1),
         default=1,
         help="worker processes, each loading the model once (capped at the core count)",
     )
     add(
         "--threads",
-        type=_non_negative_int,
+        type=whole_number(0),
         default=0,
         help="CPU threads per worker; 0 divides the cores among the workers "
         "(processes × threads is capped at the core count)",
     )
     add(
         "--chunk-seconds",
-        type=_non_negative_float,
+        type=number(0),
         default=0.0,
         help="length of the pieces of audio handed to workers; 0 gives one piece per worker",
     )
     add(
         "--overlap-seconds",
-        type=_non_negative_float,
+        type=number(0),
         default=defaults.DEFAULT_OVERLAP_SECONDS,
         help="overlap between neighbouring pieces, merged by word timestamps",
     )
-    add("--beam-size", type=_positive_int, default=defaults.DEFAULT_BEAM_SIZE, help="beam width")
+    add("--beam-size", type=whole_number(1), default=defaults.DEFAULT_BEAM_SIZE, help="beam width")
     add(
         "--batch-size",
-        type=_non_negative_int,
+        type=whole_number(0),
         default=defaults.DEFAULT_BATCH_SIZE,
         help="windows decoded together by faster-whisper's BatchedInferencePipeline; "
         "0 decodes sequentially",

@@ -21,19 +21,21 @@ from aiohttp import WSCloseCode, web
 from aiohttp.web_middlewares import Middleware
 
 from server import keys
-from server.auth import loopback_host_middleware, origin_middleware, token_middleware
-from server.channels import Channels
 from server.config import Config
-from server.errors import error_middleware
-from server.executor import Executor, LocalExecutor
+from server.executors.base import Executor
+from server.executors.local import LocalExecutor
+from server.jobs.channels import Channels
+from server.jobs.monitor import Monitor
+from server.jobs.orphans import OrphanReaper
+from server.jobs.runner import Runner
 from server.lagprobe import LagProbe
-from server.monitor import Monitor
-from server.processes import ProcessManager, read_identity
+from server.procs.identity import read_identity
 from server.resources import resource_path
-from server.routes import setup_routes
-from server.runner import Runner
 from server.store import Store
-from server.uploads import remove_partial_uploads
+from server.web.auth import QuietAccessLogger, loopback_host_middleware, origin_middleware, token_middleware
+from server.web.errors import error_middleware
+from server.web.routes import setup_routes
+from server.web.uploads import remove_partial_uploads
 
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = resource_path("templates")
@@ -85,18 +87,16 @@ def _runner_ctx(
         instance_id = await store.register_instance(
             pid=me.pid, start_ticks=me.start_ticks, boot_id=me.boot_id
         )
-        processes = ProcessManager(store, kill_grace=config.kill_grace, instance_id=instance_id)
-        app[keys.PROCESSES] = processes
+        reaper = OrphanReaper(store, kill_grace=config.kill_grace, instance_id=instance_id)
+        app[keys.REAPER] = reaper
         # Settle what a previous instance left running before taking new work.
-        for report in await processes.cleanup_orphaned_processes(
-            config.orphan_timeout, live_instance_ids={instance_id}
-        ):
+        for report in await reaper.reap(config.orphan_timeout, live_instance_ids={instance_id}):
             log.warning("job %s: %s", report.job_id, report.reason)
         channels = Channels()
         runner = Runner(
             config,
             store,
-            executor or LocalExecutor(processes),
+            executor or LocalExecutor(),
             channels,
             instance_id=instance_id,
         )
@@ -119,10 +119,9 @@ async def _monitor_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.CONFIG],
         app[keys.STORE],
         runner,
-        app[keys.PROCESSES],
+        app[keys.REAPER],
         instance_id=runner.instance_id,
     )
-    app[keys.MONITOR] = monitor
     async with _owned_task(monitor.run(), "monitor"):
         yield
 
@@ -156,9 +155,32 @@ async def _close_websockets(app: web.Application) -> None:
     past the bound the server's own shutdown drops the connection.
     """
 
-    async def close(ws: web.WebSocketResponse) -> None:
+    async def close(ws: web.WebSocketResponse[bool]) -> None:
         with contextlib.suppress(TimeoutError, ConnectionError):
             async with asyncio.timeout(WS_CLOSE_SECONDS):
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
-    await asyncio.gather(*(close(ws) for ws in list(app[keys.SOCKETS])))
+    open_sockets = app[keys.SOCKETS]
+    sockets = list(open_sockets)
+    await asyncio.gather(*(close(ws) for ws in sockets))
+
+
+SHUTDOWN_TIMEOUT = 3.0
+
+
+def serve(config: Config) -> None:
+    """Run the server in the foreground until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    url = f"http://{host}:{config.port}/"
+    if config.token:
+        url += f"?token={config.token}"
+    print(f"transcriptor serving {config.data_dir} at {url}", flush=True)
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        access_log_class=QuietAccessLogger,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        print=None,
+    )

@@ -1,13 +1,38 @@
-"""Every server setting, with its name, default and help text, in one frozen dataclass."""
+"""Every server setting in one table: name, environment variable, type, default and help.
+
+The table is the `Config` dataclass: each field's type says how its flag and its
+TRANSCRIPTOR_<NAME> variable are parsed (a bool reads "false" as false), its metadata
+holds the help and any bounds. `build_parser` and `config_from` are fed from it, and a
+test checks that the README documents every row.
+"""
 
 from __future__ import annotations
 
+import argparse
+import ipaddress
 import os
-from dataclasses import MISSING, dataclass, field, fields
+import secrets
+import shlex
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.argtypes import number, whole_number
+
 ENV_PREFIX = "TRANSCRIPTOR_"
+
+
+def is_loopback_name(host: str) -> bool:
+    """True for 127.x.x.x, ::1, localhost and *.localhost: the one loopback test."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _default_concurrency() -> int:
@@ -15,11 +40,42 @@ def _default_concurrency() -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
 
-def setting(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None) -> Any:
-    meta = {"help": help, "flag": flag, "metavar": metavar}
+def setting(
+    default: Any,
+    help: str,
+    *,
+    metavar: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+) -> Any:
+    """A Config field: its default, help text, and optionally a stricter parser (bounds)."""
+    meta = {"help": help, "metavar": metavar, "parse": parse}
     if callable(default):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false, not {text!r}")
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(shlex.split(text))
+
+
+_BY_TYPE: dict[Any, Callable[[str], Any]] = {
+    int: whole_number(),
+    float: number(),
+    bool: parse_bool,
+    Path: Path,
+    str: str,
+    str | None: str,
+    tuple[str, ...]: _words,
+}
 
 
 @dataclass(frozen=True)
@@ -33,22 +89,30 @@ class Config:
         "listening on a non-loopback address without one",
     )
     disconnect_grace: float = setting(
-        5.0, "seconds to wait after the last client leaves before cancelling", metavar="SECONDS"
+        5.0,
+        "seconds to wait after the last client leaves before cancelling",
+        metavar="SECONDS",
+        parse=number(0),
     )
-    kill_grace: float = setting(5.0, "seconds between SIGTERM and SIGKILL", metavar="SECONDS")
+    kill_grace: float = setting(
+        5.0, "seconds between SIGTERM and SIGKILL", metavar="SECONDS", parse=number(0)
+    )
     heartbeat_interval: float = setting(
-        5.0, "seconds between heartbeats and orphan checks", metavar="SECONDS"
+        5.0, "seconds between heartbeats and orphan checks", metavar="SECONDS", parse=number(0.01)
     )
     metrics_interval: float = setting(
-        1.0, "seconds between samples of each job's process tree", metavar="SECONDS"
+        1.0, "seconds between samples of each job's process tree", metavar="SECONDS", parse=number(0.01)
     )
     orphan_timeout: float = setting(
-        300.0, "heartbeat age in seconds after which a job is orphaned", metavar="SECONDS"
+        300.0, "heartbeat age in seconds after which a job is orphaned", metavar="SECONDS", parse=number(0)
     )
     max_concurrent_jobs: int = setting(
-        _default_concurrency, "jobs running at once; the rest queue (default: cores / 2)", metavar="N"
+        _default_concurrency,
+        "jobs running at once; the rest queue (default: cores / 2)",
+        metavar="N",
+        parse=whole_number(1),
     )
-    max_upload_mb: float = setting(2048.0, "largest upload in MB", metavar="N")
+    max_upload_mb: float = setting(2048.0, "largest upload in MB", metavar="N", parse=number(0))
     disk_reserve_mb: float = setting(500.0, "free disk space an upload must leave, in MB", metavar="N")
     log_cap_mb: float = setting(100.0, "size cap of each job's log file, in MB", metavar="N")
     pipeline_command: tuple[str, ...] = setting(
@@ -99,18 +163,100 @@ class Config:
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in {"127.0.0.1", "localhost", "::1"} or self.host.startswith("127.")
+        return is_loopback_name(self.host)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    flag: str
+    env: str
+    parse: Callable[[str], Any]
+    default: Any  # MISSING when computed
+    help: str
+    metavar: str
+    is_bool: bool
+
+
+def settings_table() -> list[Setting]:
+    types = typing.get_type_hints(Config)
+    rows = []
+    for f in fields(Config):
+        kind = types[f.name]
+        parse = f.metadata.get("parse") or _BY_TYPE[kind]
+        rows.append(
+            Setting(
+                name=f.name,
+                flag="--" + f.name.replace("_", "-"),
+                env=ENV_PREFIX + f.name.upper(),
+                parse=parse,
+                default=f.default,
+                help=f.metadata["help"],
+                metavar=f.metadata.get("metavar") or f.name.upper(),
+                is_bool=kind is bool,
+            )
+        )
+    return rows
 
 
 def documented_settings() -> list[tuple[str, str, str, str]]:
     """(flag, environment variable, default, help) for each setting, for --help and the README."""
-    rows = []
-    for f in fields(Config):
-        flag = "--" + f.name.replace("_", "-")
-        env = ENV_PREFIX + f.name.upper()
-        if f.default is not MISSING:
-            default = f.default
+    return [
+        (row.flag, row.env, "(computed)" if row.default is MISSING else str(row.default), row.help)
+        for row in settings_table()
+    ]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; each flag's default may come from its environment variable."""
+    for row in settings_table():
+        shown = "computed" if row.default is MISSING else row.default
+        help_text = f"{row.help} (default: {shown}; env {row.env})"
+        if row.is_bool:
+            parser.add_argument(
+                row.flag, dest=row.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         else:
-            default = "(computed)"
-        rows.append((flag, env, str(default), f.metadata["help"]))
-    return rows
+            parser.add_argument(
+                row.flag, dest=row.name, type=row.parse, default=None, metavar=row.metavar, help=help_text
+            )
+
+
+def config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
+    """Flags win over environment variables, which win over the defaults."""
+    values: dict[str, Any] = {}
+    for row in settings_table():
+        value = getattr(args, row.name, None)
+        env_value = environ.get(row.env)
+        if value is None and env_value not in (None, ""):
+            try:
+                value = row.parse(env_value)
+            except (ValueError, argparse.ArgumentTypeError) as error:
+                raise SystemExit(f"error: {row.env}={env_value!r} is not valid: {error}") from None
+        if value is not None:
+            values[row.name] = value
+    return Config(**values)
+
+
+def build_parser(prog: str = "python -m server") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Run the transcriptor server.")
+    add_config_arguments(parser)
+    return parser
+
+
+def check(config: Config) -> Config:
+    """Refuse settings that cannot work together, and generate a token where one is required."""
+    problems = []
+    for row in settings_table():
+        if row.parse is not _BY_TYPE.get(type(getattr(config, row.name))):
+            # Bounds of a setting made in code rather than parsed from text.
+            try:
+                row.parse(str(getattr(config, row.name)))
+            except (ValueError, argparse.ArgumentTypeError) as error:
+                problems.append(f"{row.flag} {error}")
+    if problems:
+        raise SystemExit("error: " + "; ".join(problems))
+    if not config.token and not config.is_loopback:
+        # Reachable from other machines: never serve openly (Jupyter does the same).
+        config = replace(config, token=secrets.token_urlsafe(24))
+    return config

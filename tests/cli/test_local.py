@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from server.processes import boot_id, read_identity
-from server.store import SCHEMA_VERSION, Store
+from server.procs.identity import boot_id, read_identity
+from server.store import Store
+from server.store.migrate import SCHEMA_VERSION
 from tests.cli.conftest import cli, wait_until
 from tests.helpers.procs import is_alive
 

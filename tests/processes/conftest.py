@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from server.processes import ProcessManager, SpawnedProcess, spawn
+from server.manager import ProcessManager
+from server.procs.kill import Target, kill_tree
+from server.procs.spawn import SpawnedProcess, spawn
 from server.store import Store
 from tests.helpers.children import script
 
@@ -44,7 +46,7 @@ async def start_child(manager: ProcessManager) -> AsyncIterator[Spawner]:
 
     yield start
     for child, marker in started:
-        await manager.kill_group(child.pgid, marker=marker, leader=child.identity, grace=0.2)
+        await kill_tree(Target.of(child.pgid, child.identity, marker), grace=0.2, escapees=True)
         if child.process.stdin is not None:
             child.process.stdin.close()
         await child.process.wait()

@@ -6,7 +6,10 @@ import asyncio
 import os
 import time
 
-from server.processes import ProcessIdentity, ProcessManager, SpawnedProcess, read_identity
+from server.manager import ProcessManager
+from server.procs.identity import ProcessIdentity, read_identity
+from server.procs.kill import Target, kill_tree
+from server.procs.spawn import SpawnedProcess
 from server.store import Store
 from tests.processes.conftest import Spawner, read_until
 from tests.store.util import job_args
@@ -59,7 +62,7 @@ async def test_group_kill_leaves_no_grandchildren(
     grandchildren = pids_from(lines, "child")
     assert len(grandchildren) == 3 and all(alive(p) for p in grandchildren)
     began = time.monotonic()
-    report = await manager.kill_group(child.pgid, marker="t:1", leader=child.identity, grace=5)
+    report = await kill_tree(Target.of(child.pgid, child.identity, "t:1"), grace=5, escapees=True)
     assert time.monotonic() - began < 3  # returns as soon as the group is gone
     assert report.signalled and not report.sigkilled
     assert (report.survivors, report.reason) == (0, "terminated by SIGTERM")
@@ -73,7 +76,7 @@ async def test_sigterm_ignored_gets_sigkill_after_grace(
     child = await start_child("forker.py", 2, 30, "--ignore-term", marker="t:2")
     grandchildren = pids_from(await read_until(child, "ready"), "child")
     began = time.monotonic()
-    report = await manager.kill_group(child.pgid, marker="t:2", leader=child.identity, grace=0.5)
+    report = await kill_tree(Target.of(child.pgid, child.identity, "t:2"), grace=0.5, escapees=True)
     elapsed = time.monotonic() - began
     assert 0.5 <= elapsed < 4
     assert report.signalled and report.sigkilled and report.survivors == 0
@@ -130,7 +133,7 @@ async def test_kill_group_reaches_escapee_when_leader_is_gone(
     child.process.kill()  # our own child; its grandchild lives on in its own session
     # Not wait(): in Python 3.11 it also waits for the grandchild to close the stdout pipe.
     await exited(child)
-    report = await manager.kill_group(child.pgid, marker="t:3", leader=child.identity, grace=1)
+    report = await kill_tree(Target.of(child.pgid, child.identity, "t:3"), grace=1, escapees=True)
     assert report.signalled and report.survivors == 0
     assert not alive(grandchild)
 
@@ -152,7 +155,7 @@ async def test_unrelated_process_is_never_signalled(
         for kill in (manager.kill_process, manager.kill_process_tree):
             report = await kill(job["id"], grace=0.2)
             assert (report.signalled, report.reason) == (False, "not signalled: identity mismatch")
-        report = await manager.kill_group(os.getpgrp(), marker=None, leader=ident, grace=0.2)
+        report = await kill_tree(Target.of(os.getpgrp(), ident, None), grace=0.2, escapees=True)
         assert not report.signalled
         assert sleeper.returncode is None and alive(sleeper.pid)
     finally:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.logtail import tail_lines
+from server.jobs.logtail import tail_lines
 
 
 def write(tmp_path: Path, data: bytes) -> Path:

@@ -6,7 +6,9 @@ import asyncio
 import os
 import sqlite3
 
-from server.processes import ProcessManager, SpawnedProcess, read_identity
+from server.manager import ProcessManager
+from server.procs.identity import read_identity
+from server.procs.spawn import SpawnedProcess
 from server.store import Store
 from tests.processes.conftest import Spawner, read_until
 from tests.processes.test_kill import alive, exited, pids_from

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from server.processes import ProcessManager, TreeSampler
+from server.manager import ProcessManager
+from server.procs.kill import Target, kill_tree
+from server.procs.sampler import TreeSampler
 from server.store import Store
 from tests.processes.conftest import Spawner, read_until
 from tests.processes.test_kill import exited
@@ -31,7 +33,7 @@ async def test_sampler_sums_child_and_grandchildren(
     assert second["num_processes"] == 4
     assert second["cpu_percent"] >= 0.0
 
-    await manager.kill_group(child.pgid, marker="s:1", leader=child.identity, grace=1)
+    await kill_tree(Target.of(child.pgid, child.identity, "s:1"), grace=1, escapees=True)
     await child.process.wait()
     gone = await asyncio.to_thread(sampler.sample, child.process.pid)
     assert gone == {

@@ -11,13 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from server.processes import (
-    MARKER_ENV,
-    identity_matches,
-    read_identity,
-    read_lines,
-    spawn,
-)
+from server.procs.identity import MARKER_ENV, identity_matches, read_identity
+from server.procs.lines import read_lines
+from server.procs.spawn import spawn
 from tests.helpers.children import script
 from tests.processes.conftest import Spawner, read_until
 

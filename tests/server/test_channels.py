@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.protocol import parse_line
-from server.channels import Channel, Subscriber, encode, encode_log
+from server.jobs.channels import Channel, Subscriber, encode, encode_log
 
 TRICKY_LINES = ["plain", 'a "quote" and \\ back', "tab\t nul\x00 unit\x1f", "✓ é 漢字 😀", "\u2028\u2029", ""]
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.__main__ import build_parser, check, config_from
-from server.config import Config, documented_settings
+from server.config import Config, build_parser, check, config_from, documented_settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from server.app import create_app
-from server.processes import MARKER_ENV, job_marker, read_identity
+from server.executors.base import job_marker
+from server.procs.identity import MARKER_ENV, read_identity
 from server.store import Store
 from tests.helpers.procs import is_alive, wait_until
 

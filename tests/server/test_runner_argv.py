@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipeline.__main__ import build_parser
 from server.config import Config
-from server.runner import pipeline_argv
+from server.jobs.runner import pipeline_argv
 from server.store import Store
 from tests.store.legacy import make_legacy_db
 

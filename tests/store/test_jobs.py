@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from server.jobstate import ORPHANED_PREFIX, REASON_STOPPED
-from server.store import SCHEMA_VERSION, Store
+from server.jobs.state import ORPHANED_PREFIX, REASON_STOPPED
+from server.store import Store
+from server.store.migrate import SCHEMA_VERSION
 from tests.store.util import job_args
 
 

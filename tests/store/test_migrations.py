@@ -12,15 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from server import store as store_module
-from server.store import (
-    SCHEMA_VERSION,
-    CorruptDatabaseError,
-    MigrationError,
-    NewerSchemaError,
-    Store,
-    StoreError,
-)
+from server.store import CorruptDatabaseError, MigrationError, NewerSchemaError, Store, StoreError
+from server.store import migrate as store_module
+from server.store.migrate import SCHEMA_VERSION
 from tests.store.legacy import LEGACY_ROWS, legacy_rows, make_legacy_db
 from tests.store.util import job_args
 
@@ -127,14 +121,15 @@ async def test_failed_migration_leaves_database_as_it_was(
 
 SLOW_MIGRATION = """
 import asyncio, sys, time
-from server import store
+from server.store import Store
+from server.store import migrate as store
 original = store.MIGRATIONS[0]
 def slow(conn, now):
     original(conn, now)
     print("inside the migration", flush=True)
     time.sleep(60)
 store.MIGRATIONS[0] = slow
-asyncio.run(store.Store.open(sys.argv[1]))
+asyncio.run(Store.open(sys.argv[1]))
 """
 
 

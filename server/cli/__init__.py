@@ -16,34 +16,34 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from server.cli_common import EXIT_INTERRUPTED, CliError
-from server.cli_parser import build_parser
+from server.cli.common import EXIT_INTERRUPTED, CliError
+from server.cli.parser import build_parser
 
 
 def _command(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]] | None:
     """The coroutine function of an async subcommand, or None for `serve`/`transcribe`."""
     if args.command in ("jobs", "ps"):
-        from server import cli_jobs
+        from server.cli import jobs as cli_jobs
 
         return lambda: cli_jobs.jobs(args)
     if args.command == "logs":
         if args.follow:
-            from server import cli_follow
+            from server.cli import follow as cli_follow
 
             return lambda: cli_follow.follow(args)
-        from server import cli_jobs
+        from server.cli import jobs as cli_jobs
 
         return lambda: cli_jobs.logs(args)
     if args.command == "stop":
-        from server import cli_jobs
+        from server.cli import jobs as cli_jobs
 
         return lambda: cli_jobs.stop(args)
     if args.command == "cleanup":
-        from server import cli_local
+        from server.cli import admin as cli_local
 
         return lambda: cli_local.cleanup(args, os.environ)
     if args.command == "db":
-        from server import cli_local
+        from server.cli import admin as cli_local
 
         if args.db_command == "backup":
             return lambda: cli_local.backup(args)
@@ -56,12 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
-            from server.__main__ import check, config_from, serve
+            from server.app import serve
+            from server.config import check, config_from
 
             serve(check(config_from(args, os.environ)))
             return 0
         if args.command == "transcribe":
-            from server import cli_transcribe
+            from server.cli import transcribe as cli_transcribe
 
             return cli_transcribe.main(args.argv)
         command = _command(args)

@@ -11,11 +11,11 @@ from typing import Any
 from aiohttp import web
 
 from server import keys
-from server.errors import ApiError
-from server.jobstate import REASON_STOPPED, JobStatus
-from server.logtail import tail_lines
-from server.runner import saved_segments
-from server.uploads import Upload, UploadReceiver
+from server.jobs.logtail import tail_lines
+from server.jobs.runner import saved_segments
+from server.jobs.state import REASON_STOPPED, JobStatus
+from server.web.errors import ApiError
+from server.web.uploads import Upload, UploadReceiver
 
 TRANSCRIPT_TYPES = {
     "txt": "text/plain",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 from urllib.parse import urlsplit
 
@@ -11,7 +10,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_middlewares import Middleware
 
-from server.errors import ApiError, Handler
+from server.config import is_loopback_name
+from server.web.errors import ApiError, Handler
 
 COOKIE_NAME = "transcriptor_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -69,13 +69,7 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def loopback_host(request: web.Request) -> bool:
     """True when the request's Host names loopback: 127.x.x.x, ::1, localhost, *.localhost."""
-    hostname = (urlsplit(f"//{request.host}").hostname or "").rstrip(".").lower()
-    if hostname == "localhost" or hostname.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_name(urlsplit(f"//{request.host}").hostname or "")
 
 
 @web.middleware

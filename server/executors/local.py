@@ -1,70 +1,24 @@
-"""The seam between the job runner and where processes run: start, lines, sample, kill.
-
-The runner only talks to an `Executor`, so a different one (say, a cluster engine) can
-stand in later without touching channels, pages or the store. `LocalExecutor` runs each
-job as a process group on this machine.
-"""
+"""The default executor: each job a process group (and session) on this machine."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from server.processes import (
-    KillReport,
-    ProcessIdentity,
-    ProcessManager,
-    SpawnedProcess,
-    TreeSampler,
-    read_lines,
-    spawn,
-    wait_exited,
-)
+from server.executors.base import JobHandle
+from server.procs.kill import KillReport, Target, kill_tree
+from server.procs.lines import read_lines
+from server.procs.sampler import TreeSampler
+from server.procs.spawn import spawn, wait_exited
 
 # How long the exit code may wait for the output pipe to close once the leader is gone.
 OUTPUT_CLOSE_SECONDS = 5.0
 
 
-@dataclass
-class JobHandle:
-    job_id: int
-    marker: str
-    pid: int
-    pgid: int
-    identity: ProcessIdentity
-    spawned: SpawnedProcess
-
-
-class Executor(Protocol):
-    async def start(
-        self, job_id: int, argv: Sequence[str], *, marker: str, cwd: str | None = None
-    ) -> JobHandle: ...
-
-    def lines(self, handle: JobHandle) -> AsyncIterator[str]: ...
-
-    async def exited(self, handle: JobHandle) -> None:
-        """Return once the job's leader process has ended (its output may still be open)."""
-        ...
-
-    def close_output(self, handle: JobHandle) -> None:
-        """Stop reading the job's output: its line stream ends after what has arrived."""
-        ...
-
-    async def wait(self, handle: JobHandle) -> int: ...
-
-    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]: ...
-
-    async def kill(self, handle: JobHandle, *, grace: float) -> KillReport: ...
-
-    def release(self, handle: JobHandle) -> None: ...
-
-
 class LocalExecutor:
-    def __init__(self, processes: ProcessManager, *, max_line_bytes: int = 65536) -> None:
-        self._processes = processes
-        self._sampler = TreeSampler()
+    def __init__(self, *, max_line_bytes: int = 65536) -> None:
+        self.sampler = TreeSampler()
         self._max_line_bytes = max_line_bytes
 
     async def start(
@@ -102,16 +56,15 @@ class LocalExecutor:
 
     async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]:
         def sample_all() -> dict[int, dict[str, Any]]:
-            by_pid = self._sampler.sample_many([h.pid for h in handles])
+            by_pid = self.sampler.sample_many([h.pid for h in handles])
             return {h.job_id: by_pid[h.pid] for h in handles}
 
         # psutil reads /proc for every process of every tree: keep it off the event loop.
         return await asyncio.to_thread(sample_all)
 
     async def kill(self, handle: JobHandle, *, grace: float) -> KillReport:
-        return await self._processes.kill_group(
-            handle.pgid, marker=handle.marker, leader=handle.identity, grace=grace
-        )
+        target = Target.of(handle.pgid, handle.identity, handle.marker)
+        return await kill_tree(target, grace=grace, escapees=True, job_id=handle.job_id)
 
     def close_output(self, handle: JobHandle) -> None:
         process = handle.spawned.process
@@ -127,4 +80,4 @@ class LocalExecutor:
         stdin = process.stdin
         if stdin is not None and not stdin.is_closing():
             stdin.close()
-        self._sampler.forget(handle.pid)
+        self.sampler.forget(handle.pid)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from server.cli_common import (
+from server.cli.common import (
     EXIT_AUTH,
     EXIT_ERROR,
     EXIT_NO_JOB,

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.protocol import Progress, Segment, parse_line
-from server.channels import Channels
 from server.config import Config
-from server.executor import Executor, JobHandle
-from server.joblog import JobLog
-from server.jobstate import REASON_DISCONNECTED, REASON_SHUTDOWN, JobStatus
-from server.processes import job_marker
+from server.executors.base import Executor, JobHandle, job_marker
+from server.jobs.channels import Channels
+from server.jobs.joblog import JobLog
+from server.jobs.state import REASON_DISCONNECTED, REASON_SHUTDOWN, JobStatus
 from server.store import Store
 
 log = logging.getLogger(__name__)

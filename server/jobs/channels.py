@@ -95,7 +95,6 @@ class Channel:
     subscribers: set[Subscriber] = field(default_factory=set)
     # (seq, encoded) for log lines and the events parsed from them, oldest first.
     replay: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=REPLAY_LINES * 2))
-    had_subscriber: bool = False
 
     def publish_line(self, line: str, event: Event | None) -> int:
         self.seq += 1
@@ -188,7 +187,6 @@ class Channels:
     def subscribe(self, job_id: int, subscriber: Subscriber) -> Channel:
         channel = self.get(job_id)
         channel.subscribers.add(subscriber)
-        channel.had_subscriber = True
         if self.on_joined is not None:
             self.on_joined(job_id)
         return channel

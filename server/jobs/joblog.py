@@ -19,16 +19,13 @@ class JobLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("ab", buffering=0)
         self.written = self._file.tell()
-        self.lines_dropped = 0
 
     def write(self, line: str) -> None:
         if self.capped:
-            self.lines_dropped += 1
             return
         data = line.encode("utf-8", "replace") + b"\n"
         if self.written + len(data) > self.cap_bytes:
             self.capped = True
-            self.lines_dropped += 1
             cap_mb = self.cap_bytes / 1_000_000
             marker = (
                 f"[transcriptor] log file reached its cap of {cap_mb:g} MB; "

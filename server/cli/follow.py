@@ -17,9 +17,9 @@ from typing import Any
 
 import aiohttp
 
-from server.cli_common import EXIT_ERROR, EXIT_NO_JOB, EXIT_OK, EXIT_UNREACHABLE, CliError
-from server.cli_jobs import describe_ending
-from server.cli_remote import ServerClient
+from server.cli.client import ServerClient
+from server.cli.common import EXIT_ERROR, EXIT_NO_JOB, EXIT_OK, EXIT_UNREACHABLE, CliError
+from server.cli.jobs import describe_ending
 
 FINAL = frozenset({"completed", "failed", "cancelled"})
 

@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any, TextIO
 
-from server.cli_common import EXIT_OK
-from server.cli_remote import ServerClient
+from server.cli.client import ServerClient
+from server.cli.common import EXIT_OK
 
 ACTIVE = ("queued", "running")
 FILE_WIDTH = 32

@@ -11,20 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.cli_common import EXIT_OK, CliError, human_bytes
+from server.cli.common import EXIT_OK, CliError, human_bytes
 from server.config import Config
-from server.store import (
-    JOBS_TABLE,
-    ORPHANED_BY_UPGRADE,
-    SCHEMA_VERSION,
-    MigrationError,
-    Store,
-    StoreError,
-    backup_to,
-)
+from server.store import MigrationError, Store, StoreError, backup_to
+from server.store.migrate import JOBS_TABLE, ORPHANED_BY_UPGRADE, SCHEMA_VERSION
 
 if TYPE_CHECKING:
-    from server.processes import OrphanReport
+    from server.jobs.orphans import OrphanReport
 
 
 @dataclass(frozen=True)
@@ -149,7 +142,7 @@ def backups_of(path: Path) -> set[Path]:
 
 def cleanup_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
     """The server's own settings (flags, then TRANSCRIPTOR_* variables, then defaults)."""
-    from server.__main__ import config_from
+    from server.config import config_from
 
     given = argparse.Namespace(
         data_dir=args.data_dir, orphan_timeout=args.timeout, kill_grace=args.kill_grace
@@ -169,7 +162,7 @@ def current_database(data_dir: Path) -> Path:
 
 
 async def cleanup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from server.processes import ProcessManager
+    from server.manager import ProcessManager
 
     config = cleanup_config(args, environ)
     path = await asyncio.to_thread(current_database, config.data_dir)
@@ -192,7 +185,7 @@ async def cleanup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 async def watched_by_live_servers(store: Store, timeout: float) -> set[int]:
     """Running jobs whose server is alive and whose heartbeat is fresh: that server records
     their endings itself (a job that exits this instant is not ours to call orphaned)."""
-    from server.processes import identity_matches
+    from server.procs.identity import identity_matches
 
     stale = {job["id"] for job in await store.get_orphaned_jobs(timeout)}
     instances = {row["id"]: row for row in await store.list_instances()}

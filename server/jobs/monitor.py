@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from server.config import Config
-from server.processes import ProcessManager
-from server.runner import Runner
+from server.jobs.orphans import OrphanReaper
+from server.jobs.runner import Runner
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -21,14 +21,14 @@ class Monitor:
         config: Config,
         store: Store,
         runner: Runner,
-        processes: ProcessManager,
+        reaper: OrphanReaper,
         *,
         instance_id: str,
     ) -> None:
         self.config = config
         self.store = store
         self.runner = runner
-        self.processes = processes
+        self.reaper = reaper
         self.instance_id = instance_id
         self._last_heartbeat = 0.0
 
@@ -82,7 +82,7 @@ class Monitor:
         await self.reap_orphans()
 
     async def reap_orphans(self) -> None:
-        reports = await self.processes.cleanup_orphaned_processes(
+        reports = await self.reaper.reap(
             self.config.orphan_timeout,
             live_instance_ids={self.instance_id},
             exclude_job_ids=set(self.runner.running),

@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from pipeline.audio import ProbeError, probe
 from server.config import Config
-from server.errors import ApiError
+from server.web.errors import ApiError
 
 CHUNK_BYTES = 256 * 1024
 MAX_FIELD_BYTES = 4096

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from server.cli_common import (
+from server.cli.common import (
     DATA_DIR_ENV,
     EXIT_CODES_HELP,
     SERVER_ENV,
@@ -107,7 +107,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from server.__main__ import add_config_arguments
+    from server.config import add_config_arguments
 
     serve = _command_parser(
         commands,

@@ -18,10 +18,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from pipeline.protocol import parse_line
 from server import keys
-from server.channels import Channel, Subscriber, encode
-from server.jobstate import JobStatus
-from server.logtail import tail_lines
-from server.runner import status_message
+from server.jobs.channels import Channel, Subscriber, encode
+from server.jobs.logtail import tail_lines
+from server.jobs.runner import status_message
+from server.jobs.state import JobStatus
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server import api, views, ws
 from server.resources import resource_path
+from server.web import api, views, ws
 
 STATIC_DIR = resource_path("static")
 

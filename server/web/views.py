@@ -12,7 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from server import keys
-from server.api import parse_job_id
+from server.web.api import parse_job_id
 
 # Offered in the model field's suggestion list; any other name or local folder still works.
 MODEL_SUGGESTIONS = (

@@ -1,0 +1,1 @@
+"""Where a job's processes run: the seam (base) and its implementations."""

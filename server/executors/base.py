@@ -1,0 +1,54 @@
+"""The seam between the job runner and where processes run: start, lines, sample, kill.
+
+The runner only talks to an `Executor`, so another one (a cluster, warm standbys) can
+stand in without touching channels, pages or the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from server.procs.identity import ProcessIdentity
+from server.procs.kill import KillReport
+from server.procs.spawn import SpawnedProcess
+
+
+def job_marker(install_id: str, job_id: int) -> str:
+    """The value of the marker variable in every process of a job; unique across installs."""
+    return f"{install_id}:{job_id}"
+
+
+@dataclass
+class JobHandle:
+    job_id: int
+    marker: str
+    pid: int
+    pgid: int
+    identity: ProcessIdentity
+    spawned: SpawnedProcess
+
+
+class Executor(Protocol):
+    async def start(
+        self, job_id: int, argv: Sequence[str], *, marker: str, cwd: str | None = None
+    ) -> JobHandle: ...
+
+    def lines(self, handle: JobHandle) -> AsyncIterator[str]: ...
+
+    async def exited(self, handle: JobHandle) -> None:
+        """Return once the job's leader process has ended (its output may still be open)."""
+        ...
+
+    def close_output(self, handle: JobHandle) -> None:
+        """Stop reading the job's output: its line stream ends after what has arrived."""
+        ...
+
+    async def wait(self, handle: JobHandle) -> int: ...
+
+    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]: ...
+
+    async def kill(self, handle: JobHandle, *, grace: float) -> KillReport: ...
+
+    def release(self, handle: JobHandle) -> None: ...

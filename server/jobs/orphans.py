@@ -1,0 +1,155 @@
+"""The orphan rule: what a running job nobody watches becomes, and what may be signalled.
+
+A job is orphaned when its server instance is gone, its heartbeat is stale, or its
+process is gone. Whatever alive is provably the job's is killed; the job is then failed
+with an `orphaned:` reason. Nothing unproven is ever signalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from server.executors.base import job_marker
+from server.jobs.state import ORPHANED_PREFIX
+from server.procs.identity import identity_matches, leader_state, marker_carriers
+from server.procs.kill import KillReport, Target, check_group, kill_tree
+from server.store import Store
+
+
+@dataclass
+class OrphanReport:
+    job_id: int
+    pid: int | None
+    reason: str  # the error_message written (or that would be, with dry_run)
+    verified: bool  # something alive was proven to be the job's
+    killed: bool
+
+
+def row_target(job: Mapping[str, Any], install_id: str) -> Target | None:
+    """The kill target a job's row names, or None if it recorded no process."""
+    if job["process_id"] is None:
+        return None
+    pid = int(job["process_id"])
+    return Target(
+        int(job["process_group_id"] or pid),
+        pid,
+        job["process_start_ticks"],
+        job["process_boot_id"],
+        job_marker(install_id, int(job["id"])),
+    )
+
+
+async def kill_job_row(
+    job: Mapping[str, Any], install_id: str, *, grace: float, escapees: bool = True
+) -> KillReport:
+    target = row_target(job, install_id)
+    if target is None:
+        return KillReport(int(job["id"]), False, False, 0, "not signalled: no process recorded")
+    return await kill_tree(target, grace=grace, escapees=escapees, job_id=int(job["id"]))
+
+
+class OrphanReaper:
+    def __init__(self, store: Store, *, kill_grace: float, instance_id: str | None = None) -> None:
+        self.store = store
+        self.kill_grace = kill_grace
+        self.instance_id = instance_id
+
+    async def reap(
+        self,
+        timeout_seconds: float,
+        *,
+        live_instance_ids: Collection[str] = (),
+        dry_run: bool = False,
+        exclude_job_ids: Collection[int] = (),
+    ) -> list[OrphanReport]:
+        """Settle running jobs nobody is watching any more: kill what is provably theirs,
+        mark them failed with an `orphaned:` reason. dry_run only reports.
+
+        A live runner must pass the jobs it is waiting on as `exclude_job_ids`: it records
+        their real endings itself, and a process that just exited would otherwise be
+        settled here as "gone" in a race with its complete_job.
+        """
+        stale = {j["id"]: j for j in await self.store.get_orphaned_jobs(timeout_seconds)}
+        instances = {i["id"]: i for i in await self.store.list_instances()}
+        live = set(live_instance_ids)
+        if self.instance_id is not None:
+            live.add(self.instance_id)
+        reports: list[OrphanReport] = []
+        for job in await self.store.get_active_jobs():
+            if job["id"] in exclude_job_ids:
+                continue
+            report = await self._settle(job, stale, instances, live, timeout_seconds, dry_run)
+            if report is not None:
+                reports.append(report)
+        return reports
+
+    async def _settle(
+        self,
+        job: dict[str, Any],
+        stale: Mapping[int, dict[str, Any]],
+        instances: Mapping[str, dict[str, Any]],
+        live: set[str],
+        timeout_seconds: float,
+        dry_run: bool,
+    ) -> OrphanReport | None:
+        job_id = int(job["id"])
+        pid = job["process_id"]
+        marker = job_marker(self.store.install_id, job_id)
+        causes: list[str] = []
+
+        owner = job["instance_id"]
+        if owner is not None and owner not in live:
+            row = instances.get(owner)
+            owner_alive = row is not None and await asyncio.to_thread(
+                identity_matches, row["pid"], row["start_ticks"], row["boot_id"], None
+            )
+            if not owner_alive:
+                causes.append(f"server instance {owner[:8]}… is gone")
+        if job_id in stale:
+            if job["last_heartbeat"] is None:
+                causes.append("no heartbeat recorded")
+            else:
+                causes.append(f"heartbeat older than {timeout_seconds:g} s")
+
+        leader_alive, leader_ours = await asyncio.to_thread(
+            leader_state, pid, job["process_start_ticks"], job["process_boot_id"], marker
+        )
+        check = await asyncio.to_thread(
+            check_group,
+            job["process_group_id"] or pid,
+            pid,
+            job["process_start_ticks"],
+            job["process_boot_id"],
+            marker,
+        )
+        # Something alive is provably the job's: its leader, its group, or a process that
+        # left the group but carries the marker.
+        verified = leader_ours or (check.ours and check.members > 0)
+        if not verified:
+            verified = bool(await asyncio.to_thread(marker_carriers, marker))
+        process_cause = None
+        if pid is None:
+            process_cause = "no process recorded"
+        elif not leader_alive:
+            process_cause = f"process {pid} is gone"
+        elif not leader_ours:
+            process_cause = f"pid {pid} now belongs to another process"
+            if not verified:
+                process_cause += "; not signalled"
+        if process_cause is not None:
+            causes.append(process_cause)
+        if not causes:
+            return None
+
+        message = f"{ORPHANED_PREFIX} " + "; ".join(causes)
+        killed = False
+        if verified and not dry_run:
+            report = await kill_job_row(job, self.store.install_id, grace=self.kill_grace)
+            killed = report.signalled
+            message += f"; {report.reason}"
+        if not dry_run:
+            await self.store.fail_job(job_id, message)
+        return OrphanReport(job_id, pid, message, verified, killed)

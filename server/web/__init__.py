@@ -1,0 +1,1 @@
+"""The HTTP and websocket surface; it knows jobs only through the runner."""
