@@ -20,8 +20,9 @@ import aiohttp
 from server.cli.client import ServerClient
 from server.cli.common import EXIT_ERROR, EXIT_NO_JOB, EXIT_OK, EXIT_UNREACHABLE, CliError
 from server.cli.jobs import describe_ending
+from server.jobs.state import FINAL_STATES
 
-FINAL = frozenset({"completed", "failed", "cancelled"})
+FINAL = frozenset(status.value for status in FINAL_STATES)
 
 
 @dataclass

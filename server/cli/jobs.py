@@ -9,8 +9,9 @@ from typing import Any, TextIO
 
 from server.cli.client import ServerClient
 from server.cli.common import EXIT_OK
+from server.jobs.state import ACTIVE_STATES, JobStatus
 
-ACTIVE = ("queued", "running")
+ACTIVE = tuple(sorted(ACTIVE_STATES))
 FILE_WIDTH = 32
 
 
@@ -20,7 +21,7 @@ def process_facts(job: dict[str, Any]) -> dict[str, Any] | None:
     `running` is None when the server has not sampled the job yet (it just started, or it
     belongs to another server instance).
     """
-    if job.get("status") != "running":
+    if job.get("status") != JobStatus.RUNNING:
         return None
     metrics = job.get("metrics") or {}
     running = metrics.get("running") if metrics else None
@@ -41,7 +42,7 @@ def _shorten(text: str, width: int) -> str:
 
 def _status(job: dict[str, Any]) -> str:
     status = str(job.get("status"))
-    if status == "queued" and job.get("queue_position"):
+    if status == JobStatus.QUEUED and job.get("queue_position"):
         return f"queued #{job['queue_position']}"
     return status
 

@@ -49,10 +49,11 @@ class Monitor:
             await asyncio.sleep(max(0.05, self.config.metrics_interval - elapsed))
 
     async def sample_once(self) -> None:
-        running = [r for r in self.runner.running.values() if r.handle is not None]
+        live = [(r, r.live_handle) for r in self.runner.running.values()]
+        running = [r for r, handle in live if handle is not None]
         if not running:
             return
-        handles = [r.handle for r in running if r.handle is not None]
+        handles = [handle for _r, handle in live if handle is not None]
         samples = await self.runner.executor.sample(handles)
         for job in running:
             sample = samples.get(job.job_id)
@@ -64,7 +65,7 @@ class Monitor:
                 channel.publish({"type": "metrics", "job": job.job_id, **metrics_fields(sample)})
 
     async def heartbeat_once(self) -> None:
-        owned = [r for r in self.runner.running.values() if r.handle is not None]
+        owned = [r for r in self.runner.running.values() if r.live_handle is not None]
         await self.store.touch_instance(self.instance_id)
         await self.store.update_heartbeats([r.job_id for r in owned])
         samples = [

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.executors.base import job_marker
-from server.jobs.state import ORPHANED_PREFIX
+from server.jobs.state import ORPHANED_PREFIX, failure, record_ending
 from server.procs.identity import identity_matches, leader_state, marker_carriers
 from server.procs.kill import KillReport, Target, check_group, kill_tree
 from server.store import Store
@@ -151,5 +151,5 @@ class OrphanReaper:
             killed = report.signalled
             message += f"; {report.reason}"
         if not dry_run:
-            await self.store.fail_job(job_id, message)
+            await record_ending(self.store, job_id, failure(message))
         return OrphanReport(job_id, pid, message, verified, killed)

@@ -1,18 +1,17 @@
 """The job lifecycle: a queue, a number of slots, and one task per running job.
 
 A running job's task starts the pipeline through the executor, pumps each stdout line to
-the log file and the job's channel, then records how the job ended. Cancelling (stop,
-disconnect, shutdown) kills the process group; the job's own task records the ending, so
-there is exactly one writer of a job's final state.
+the log file and the job's channel, then records how the job ended. Its phase (starting,
+running, stopping, draining, ended) moves only through `PhaseMachine.change`. Cancelling
+(stop, disconnect, shutdown) moves it to stopping and kills the process group; the job's
+own task records the ending through `state.record_ending`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,19 @@ from server.config import Config
 from server.executors.base import Executor, JobHandle, job_marker
 from server.jobs.channels import Channels
 from server.jobs.joblog import JobLog
-from server.jobs.state import REASON_DISCONNECTED, REASON_SHUTDOWN, JobStatus
+from server.jobs.state import (
+    REASON_BEFORE_START,
+    REASON_DISCONNECTED,
+    REASON_SHUTDOWN,
+    Ending,
+    JobStatus,
+    Phase,
+    PhaseMachine,
+    cancellation,
+    decide_ending,
+    failure,
+    record_ending,
+)
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +44,9 @@ PROGRESS_WRITE_INTERVAL = 1.0
 PUMP_YIELD_SECONDS = 0.001
 # How long output may keep flowing after the program itself has exited.
 OUTPUT_DRAIN_SECONDS = 2.0
+# Shutdown's own allowance beyond the kill grace, after which what is left is SIGKILLed
+# without waiting (uvicorn's graceful-shutdown deadline).
+SHUTDOWN_MARGIN_SECONDS = 5.0
 
 
 @dataclass(eq=False)
@@ -40,13 +54,28 @@ class RunningJob:
     job_id: int
     task: asyncio.Task[None] | None = None
     handle: JobHandle | None = None
-    cancel_reason: str | None = None
+    phase: PhaseMachine = field(default_factory=PhaseMachine)
+    cancel_reason: str | None = None  # why it is stopping; set with Phase.STOPPING
     done: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = field(default_factory=time.monotonic)
     metrics: dict[str, Any] | None = None
     segments: list[dict[str, Any]] = field(default_factory=list)
     last_error_line: str | None = None
     last_line: str | None = None
+
+    @property
+    def live_handle(self) -> JobHandle | None:
+        """The handle while a process runs for the job (not while starting or ended)."""
+        return self.handle if self.phase.has_process else None
+
+    def stop(self, reason: str) -> bool:
+        """Move to stopping with `reason`; False if it already is (the first reason stands)."""
+        if self.cancel_reason is not None or self.phase.phase is Phase.ENDED:
+            return False
+        self.cancel_reason = reason
+        if self.phase.phase is not Phase.STARTING:
+            self.phase.change(Phase.STOPPING)
+        return True
 
 
 def pipeline_argv(config: Config, job: dict[str, Any], out_dir: Path) -> list[str]:
@@ -58,15 +87,6 @@ def pipeline_argv(config: Config, job: dict[str, Any], out_dir: Path) -> list[st
         if job.get(column) not in (None, ""):
             argv += ["--" + column.replace("_", "-"), str(job[column])]
     return [*argv, "--lifeline"]
-
-
-def describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 class Runner:
@@ -100,20 +120,33 @@ class Runner:
         self._wakeup.set()
 
     async def shutdown(self) -> None:
-        """Kill every running job (recorded as `server shutdown`); queued jobs stay queued."""
+        """Kill every running job (recorded as `server shutdown`); queued jobs stay queued.
+
+        Bounded: past the kill grace plus a margin, what is left is SIGKILLed at once."""
         self._closing = True
-        for task in [self._dispatcher, *self._disconnect_timers.values()]:
-            if task is not None:
-                task.cancel()
-        for task in [self._dispatcher, *self._disconnect_timers.values()]:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        helpers = [t for t in [self._dispatcher, *self._disconnect_timers.values()] if t is not None]
+        for helper in helpers:
+            helper.cancel()
+        # gather, not suppress(CancelledError): a cancel of shutdown itself still propagates.
+        await asyncio.gather(*helpers, return_exceptions=True)
         self._disconnect_timers.clear()
-        await asyncio.gather(
-            *(self.cancel(job_id, REASON_SHUTDOWN) for job_id in list(self.running)),
-            return_exceptions=True,
-        )
+        deadline = self.config.kill_grace + SHUTDOWN_MARGIN_SECONDS
+        cancels = [
+            asyncio.ensure_future(self.cancel(job_id, REASON_SHUTDOWN)) for job_id in list(self.running)
+        ]
+        if not cancels:
+            return
+        _done, late = await asyncio.wait(cancels, timeout=deadline)
+        if late:
+            log.warning("shutdown: %d job(s) still ending after %.1f s; killing now", len(late), deadline)
+            handles = [r.handle for r in self.running.values() if r.handle is not None]
+            await asyncio.gather(
+                *(self.executor.kill(h, grace=0) for h in handles), return_exceptions=True
+            )
+            await asyncio.wait(late, timeout=SHUTDOWN_MARGIN_SECONDS)
+            for pending in late:
+                pending.cancel()
+        await asyncio.gather(*cancels, return_exceptions=True)
 
     def submit(self, job_id: int) -> None:
         self.queue.append(job_id)
@@ -159,8 +192,15 @@ class Runner:
             await self._run_job(running)
         except Exception:
             log.exception("job %s: runner failed", job_id)
-            await self.store.fail_job(job_id, "internal error in the job runner")
-            await self.announce(job_id)
+            # Kill first: a custom pipeline may not honour --lifeline, so releasing the
+            # handle alone could leave its processes running with nobody watching them.
+            if running.handle is not None:
+                try:
+                    await self.executor.kill(running.handle, grace=self.config.kill_grace)
+                except Exception:
+                    log.exception("job %s: killing after the runner failed", job_id)
+            if running.phase.phase is not Phase.ENDED:
+                await self._end(running, failure("internal error in the job runner"))
         finally:
             if running.handle is not None:
                 self.executor.release(running.handle)
@@ -191,8 +231,7 @@ class Runner:
                 message = f"failed to start: {error}"
                 joblog.write(f"[transcriptor] {message}")
                 channel.publish_line(f"[transcriptor] {message}", None)
-                await self.store.fail_job(job_id, message)
-                await self.announce(job_id)
+                await self._end(running, failure(message))
                 return
             running.handle = handle
             registered = await self.store.register_process(
@@ -205,11 +244,13 @@ class Runner:
                 log_file_path=str(log_path),
             )
             if not registered:
-                running.cancel_reason = running.cancel_reason or "cancelled before start"
+                running.stop(REASON_BEFORE_START)
+            if running.cancel_reason is not None:
+                # Cancelled while starting: the cancel found no process yet, so kill here.
+                running.phase.change(Phase.STOPPING)
                 await self.executor.kill(handle, grace=self.config.kill_grace)
-            elif running.cancel_reason is not None:
-                # Cancelled while starting: the cancel found no handle yet, so kill here.
-                await self.executor.kill(handle, grace=self.config.kill_grace)
+            else:
+                running.phase.change(Phase.RUNNING)
             await self.announce(job_id)
             await self._follow(running, handle, joblog)
             code = await self.executor.wait(handle)
@@ -232,7 +273,8 @@ class Runner:
             if exited.done() and exited.exception() is not None:
                 raise exited.exception()  # type: ignore[misc]
             if not output_ended.is_set() and not pump.done() and not await self._ends_within(ended):
-                if running.cancel_reason is None:  # a cancel is already killing the group
+                if running.phase.phase is Phase.RUNNING:  # else a cancel is already killing it
+                    running.phase.change(Phase.DRAINING)
                     note = (
                         "[transcriptor] the program exited, but processes it started still "
                         "hold its output open; stopping them"
@@ -311,16 +353,14 @@ class Runner:
             self.channels.publish_job(self.view(job))
 
     async def _record_end(self, running: RunningJob, code: int) -> None:
-        job_id = running.job_id
-        if running.cancel_reason is not None:
-            await self.store.cancel_job(job_id, running.cancel_reason, exit_code=code)
-        elif code == 0:
-            await self.store.complete_job(job_id, exit_code=code)
-        else:
-            detail = running.last_error_line or running.last_line
-            message = describe_exit(code) + (f": {detail}" if detail else "")
-            await self.store.fail_job(job_id, message, exit_code=code)
-        await self.announce(job_id)
+        detail = running.last_error_line or running.last_line
+        await self._end(running, decide_ending(code, cancel_reason=running.cancel_reason, detail=detail))
+
+    async def _end(self, running: RunningJob, ending: Ending) -> None:
+        """Record the job's ending and tell everyone; the phase machine refuses a second."""
+        running.phase.change(Phase.ENDED)
+        await record_ending(self.store, running.job_id, ending)
+        await self.announce(running.job_id)
 
     async def announce(self, job_id: int) -> None:
         """Tell the job's channel and the job list what the row now says."""
@@ -339,17 +379,17 @@ class Runner:
         """Cancel a queued or running job; True once it is cancelled by this call."""
         if job_id in self.queue:
             self.queue.remove(job_id)
-            cancelled = await self.store.cancel_job(job_id, reason)
+            cancelled = await record_ending(self.store, job_id, cancellation(reason))
             await self.announce(job_id)
             await self._publish_queue_positions()
             return cancelled
         running = self.running.get(job_id)
         if running is None:
             return False
-        if running.cancel_reason is None:
-            running.cancel_reason = reason
-        if running.handle is not None:
-            report = await self.executor.kill(running.handle, grace=self.config.kill_grace)
+        running.stop(reason)
+        handle = running.live_handle
+        if handle is not None:
+            report = await self.executor.kill(handle, grace=self.config.kill_grace)
             log.info("job %s: %s (%s)", job_id, report.reason, reason)
         await running.done.wait()
         job = await self.store.get_job(job_id)

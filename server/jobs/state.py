@@ -1,8 +1,22 @@
-"""The job states and the transitions allowed between them, in one place."""
+"""A job's states, in one place: the stored status, the running job's phase, and how a
+job's ending is decided and recorded.
+
+Two machines, as in supervisor: `JobStatus` is what the row says (queued, running, and
+three endings); `Phase` is where a running job's task is (starting, running, stopping,
+draining, ended), changed only through `PhaseMachine.change`, which refuses a move the
+table does not allow. `decide_ending` is the one place an ending's status is chosen and
+`record_ending` the one place a final status is written.
+"""
 
 from __future__ import annotations
 
-from enum import StrEnum
+import signal
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.store import Store
 
 
 class JobStatus(StrEnum):
@@ -18,6 +32,7 @@ class JobStatus(StrEnum):
 
 
 FINAL_STATES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     # A queued job can fail before it runs: the executable is missing, or it was orphaned.
@@ -29,27 +44,112 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
-class InvalidTransition(ValueError):
-    pass
-
-
-def can_transition(current: str, new: str) -> bool:
-    return JobStatus(new) in ALLOWED_TRANSITIONS[JobStatus(current)]
-
-
-def check_transition(current: str, new: str) -> None:
-    if not can_transition(current, new):
-        raise InvalidTransition(f"job cannot go from {current} to {new}")
+def sources_of(new: str) -> frozenset[JobStatus]:
+    """The states a job may be in to move to `new`; the store's conditional UPDATEs use it."""
+    target = JobStatus(new)
+    return frozenset(s for s, allowed in ALLOWED_TRANSITIONS.items() if target in allowed)
 
 
 # Cancel reasons the server records; scripts and the pages match on these texts.
 REASON_DISCONNECTED = "all clients disconnected"
 REASON_STOPPED = "stopped by user"
 REASON_SHUTDOWN = "server shutdown"
+REASON_BEFORE_START = "cancelled before start"
 ORPHANED_PREFIX = "orphaned:"
 
 
-def sources_of(new: str) -> frozenset[JobStatus]:
-    """The states a job may be in to move to `new`; the store's conditional UPDATEs use it."""
-    target = JobStatus(new)
-    return frozenset(s for s, allowed in ALLOWED_TRANSITIONS.items() if target in allowed)
+class Phase(Enum):
+    """Where a running job's task is. Only the runner's task moves it."""
+
+    STARTING = "starting"  # the row is being prepared, the process is being spawned
+    RUNNING = "running"  # the process runs and its output is pumped
+    STOPPING = "stopping"  # a cancel is killing it; its output is still pumped
+    DRAINING = "draining"  # the program exited; what it left holds the output open
+    ENDED = "ended"  # the ending is recorded
+
+
+ALLOWED_PHASES: dict[Phase, frozenset[Phase]] = {
+    Phase.STARTING: frozenset({Phase.RUNNING, Phase.STOPPING, Phase.ENDED}),
+    Phase.RUNNING: frozenset({Phase.STOPPING, Phase.DRAINING, Phase.ENDED}),
+    Phase.STOPPING: frozenset({Phase.DRAINING, Phase.ENDED}),
+    Phase.DRAINING: frozenset({Phase.STOPPING, Phase.ENDED}),
+    Phase.ENDED: frozenset(),
+}
+
+
+class PhaseError(RuntimeError):
+    pass
+
+
+class PhaseMachine:
+    """A running job's phase; `change` is the only way it moves (supervisor's change_state)."""
+
+    def __init__(self) -> None:
+        self.phase = Phase.STARTING
+
+    def change(self, new: Phase) -> None:
+        if new not in ALLOWED_PHASES[self.phase]:
+            raise PhaseError(f"a job cannot go from {self.phase.value} to {new.value}")
+        self.phase = new
+
+    def expect(self, *phases: Phase) -> None:
+        if self.phase not in phases:
+            wanted = " or ".join(p.value for p in phases)
+            raise PhaseError(f"job is {self.phase.value}, expected {wanted}")
+
+    @property
+    def has_process(self) -> bool:
+        return self.phase in (Phase.RUNNING, Phase.STOPPING, Phase.DRAINING)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a job ended: its final status, and why (exit code, signal, reason)."""
+
+    status: JobStatus
+    exit_code: int | None = None
+    message: str | None = None  # error_message of a failed job
+    cancel_reason: str | None = None
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def decide_ending(code: int | None, *, cancel_reason: str | None, detail: str | None = None) -> Ending:
+    """The status a job that ran ends with: cancelled if it was cancelled, else by its exit."""
+    if cancel_reason is not None:
+        return Ending(JobStatus.CANCELLED, code, cancel_reason=cancel_reason)
+    if code == 0:
+        return Ending(JobStatus.COMPLETED, 0)
+    if code is None:
+        return Ending(JobStatus.FAILED, None, message=detail)
+    message = describe_exit(code) + (f": {detail}" if detail else "")
+    return Ending(JobStatus.FAILED, code, message=message)
+
+
+def failure(message: str) -> Ending:
+    """An ending decided without an exit code: failed to start, orphaned, an internal error."""
+    return Ending(JobStatus.FAILED, None, message=message)
+
+
+def cancellation(reason: str) -> Ending:
+    return Ending(JobStatus.CANCELLED, None, cancel_reason=reason)
+
+
+async def record_ending(store: Store, job_id: int, ending: Ending) -> bool:
+    """Write a job's final status: the one place one is written. False if the job had
+    already ended (two endings racing: the first one stands)."""
+    if ending.status is JobStatus.COMPLETED:
+        return await store.complete_job(job_id, exit_code=ending.exit_code or 0)
+    if ending.status is JobStatus.CANCELLED:
+        assert ending.cancel_reason is not None
+        return await store.cancel_job(job_id, ending.cancel_reason, exit_code=ending.exit_code)
+    if ending.status is JobStatus.FAILED:
+        return await store.fail_job(job_id, ending.message or "failed", exit_code=ending.exit_code)
+    raise ValueError(f"{ending.status} is not an ending")

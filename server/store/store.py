@@ -217,7 +217,7 @@ class Store:
                 f"""INSERT INTO {JOBS_TABLE} (filename, original_path, duration_seconds, model,
                     language, processes, threads, chunk_seconds, overlap_seconds, on_disconnect,
                     output_path, status, progress, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, {NOW_SQL})""",
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{JobStatus.QUEUED}', 0, {NOW_SQL})""",
                 params,
             )
             # Read back rather than RETURNING, which hands out values before column affinity.
@@ -250,7 +250,7 @@ class Store:
     async def queued_jobs(self) -> list[dict[str, Any]]:
         """Queued jobs in queue order (oldest first)."""
         return await self._fetchall(
-            f"SELECT * FROM {JOBS_TABLE} WHERE status = 'queued' ORDER BY id"
+            f"SELECT * FROM {JOBS_TABLE} WHERE status = '{JobStatus.QUEUED}' ORDER BY id"
         )
 
     async def update_job(self, job_id: int, **fields: Any) -> None:
@@ -305,7 +305,7 @@ class Store:
         async def body(db: aiosqlite.Connection) -> None:
             await db.executemany(
                 f"UPDATE {JOBS_TABLE} SET last_heartbeat = {NOW_SQL} "
-                "WHERE id = ? AND status = 'running'",
+                f"WHERE id = ? AND status = '{JobStatus.RUNNING}'",
                 ids,
             )
 
@@ -318,13 +318,13 @@ class Store:
         value = min(1.0, max(0.0, float(progress)))
         await self._update(
             f"UPDATE {JOBS_TABLE} SET progress = ? "
-            "WHERE id = ? AND status IN ('queued', 'running')",
+            f"WHERE id = ? AND status IN ('{JobStatus.QUEUED}', '{JobStatus.RUNNING}')",
             (value, job_id),
         )
 
     async def get_active_jobs(self) -> list[dict[str, Any]]:
         return await self._fetchall(
-            f"SELECT * FROM {JOBS_TABLE} WHERE status = 'running' ORDER BY id"
+            f"SELECT * FROM {JOBS_TABLE} WHERE status = '{JobStatus.RUNNING}' ORDER BY id"
         )
 
     async def get_orphaned_jobs(self, timeout_seconds: float) -> list[dict[str, Any]]:
@@ -333,7 +333,7 @@ class Store:
             raise ValueError(f"timeout_seconds must be >= 0, not {timeout_seconds!r}")
         # julianday() compares instants whether or not a time carries fractional seconds.
         return await self._fetchall(
-            f"""SELECT * FROM {JOBS_TABLE} WHERE status = 'running' AND (
+            f"""SELECT * FROM {JOBS_TABLE} WHERE status = '{JobStatus.RUNNING}' AND (
                     last_heartbeat IS NULL OR julianday(last_heartbeat) IS NULL
                     OR julianday(last_heartbeat) < julianday('now', ?))
                 ORDER BY id""",

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.audio import REPO
-from tests.helpers.server_proc import free_port
 from tests.helpers.procs import wait_until
+from tests.helpers.server_proc import free_port
 
 pytestmark = pytest.mark.slow
 
