@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.protocol import Progress, Segment, parse_line
+from pipeline.protocol import Progress
 from server.config import Config
 from server.executors.base import Executor, JobHandle, job_marker
 from server.jobs.channels import Channels
 from server.jobs.joblog import JobLog
+from server.jobs.output import OutputFollower
 from server.jobs.state import (
     REASON_BEFORE_START,
     REASON_DISCONNECTED,
@@ -40,10 +41,6 @@ from server.store import Store
 
 log = logging.getLogger(__name__)
 
-PROGRESS_WRITE_INTERVAL = 1.0
-PUMP_YIELD_SECONDS = 0.001
-# How long output may keep flowing after the program itself has exited.
-OUTPUT_DRAIN_SECONDS = 2.0
 # Shutdown's own allowance beyond the kill grace, after which what is left is SIGKILLed
 # without waiting (uvicorn's graceful-shutdown deadline).
 SHUTDOWN_MARGIN_SECONDS = 5.0
@@ -252,101 +249,13 @@ class Runner:
             else:
                 running.phase.change(Phase.RUNNING)
             await self.announce(job_id)
-            await self._follow(running, handle, joblog)
+            await OutputFollower(self, running, handle, joblog).follow()
             code = await self.executor.wait(handle)
         finally:
             joblog.close()
         await self._record_end(running, code)
 
-    async def _follow(self, running: RunningJob, handle: JobHandle, joblog: JobLog) -> None:
-        """Pump the job's output until it ends. If the program exits while processes it
-        left behind still hold its output open, they get a moment to finish, then they
-        are stopped: a job is over when its program is, and nothing of it runs on."""
-        output_ended = asyncio.Event()
-        pump = asyncio.create_task(
-            self._pump(running, handle, joblog, output_ended), name=f"pump-{running.job_id}"
-        )
-        exited = asyncio.create_task(self.executor.exited(handle), name=f"exited-{running.job_id}")
-        ended = asyncio.create_task(output_ended.wait())
-        try:
-            await asyncio.wait({ended, exited, pump}, return_when=asyncio.FIRST_COMPLETED)
-            if exited.done() and exited.exception() is not None:
-                raise exited.exception()  # type: ignore[misc]
-            if not output_ended.is_set() and not pump.done() and not await self._ends_within(ended):
-                if running.phase.phase is Phase.RUNNING:  # else a cancel is already killing it
-                    running.phase.change(Phase.DRAINING)
-                    note = (
-                        "[transcriptor] the program exited, but processes it started still "
-                        "hold its output open; stopping them"
-                    )
-                    joblog.write(note)
-                    self.channels.get(running.job_id).publish_line(note, None)
-                    report = await self.executor.kill(handle, grace=self.config.kill_grace)
-                    log.info("job %s: leftovers after exit: %s", running.job_id, report.reason)
-                if not await self._ends_within(ended):
-                    # Held by something we may not signal: let go of the pipe; the pump
-                    # then reads to the end of what arrived and finishes its writes.
-                    self.executor.close_output(handle)
-            await pump
-        finally:
-            for task in (pump, exited, ended):
-                task.cancel()
-            await asyncio.gather(pump, exited, ended, return_exceptions=True)
-
-    @staticmethod
-    async def _ends_within(ended: asyncio.Task[Any]) -> bool:
-        done, _ = await asyncio.wait({ended}, timeout=OUTPUT_DRAIN_SECONDS)
-        return bool(done)
-
-    async def _pump(
-        self, running: RunningJob, handle: JobHandle, joblog: JobLog, output_ended: asyncio.Event
-    ) -> None:
-        channel = self.channels.get(running.job_id)
-        last_write = 0.0
-        progress: Progress | None = None
-        # Progress is written beside the pump, one write at a time: awaiting the database
-        # here held this job's lines back 0.1-0.3 s each second while another job flooded
-        # (the aiosqlite thread waits for the GIL the busy event loop thread holds).
-        saving: asyncio.Task[None] | None = None
-        last_yield = time.monotonic()
-        try:
-            async for line in self.executor.lines(handle):
-                # StreamReader.read returns at once while data is buffered, so a child that
-                # floods its output would keep this loop (and the whole event loop) busy;
-                # hand the loop to the other jobs and sockets every millisecond.
-                if time.monotonic() - last_yield >= PUMP_YIELD_SECONDS:
-                    await asyncio.sleep(0)
-                    last_yield = time.monotonic()
-                joblog.write(line)
-                event = parse_line(line)
-                seq = channel.publish_line(line, event)
-                if isinstance(event, Progress):
-                    progress = event
-                    now = time.monotonic()
-                    if now - last_write >= PROGRESS_WRITE_INTERVAL and (saving is None or saving.done()):
-                        if saving is not None:
-                            saving.result()  # a failed write fails the job, as it did inline
-                        last_write = now
-                        saving = asyncio.create_task(
-                            self._save_progress(running.job_id, event),
-                            name=f"progress-{running.job_id}",
-                        )
-                elif isinstance(event, Segment):
-                    running.segments.append(
-                        {"seq": seq, "start": event.start, "end": event.end, "text": event.text}
-                    )
-                elif line.strip():
-                    running.last_line = line
-                    if line.startswith("error:"):
-                        running.last_error_line = line
-            output_ended.set()
-        finally:
-            if saving is not None:
-                await saving
-        if progress is not None:
-            await self._save_progress(running.job_id, progress)
-
-    async def _save_progress(self, job_id: int, progress: Progress) -> None:
+    async def save_progress(self, job_id: int, progress: Progress) -> None:
         await self.store.set_progress(job_id, progress.fraction)
         job = await self.store.get_job(job_id)
         if job is not None:

@@ -19,18 +19,15 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from server.jobs.state import JobStatus, sources_of
+from server.store.metrics import MetricsQueries
 from server.store.migrate import (
     BUSY_TIMEOUT_SECONDS,
     JOBS_TABLE,
     NOT_UPDATABLE,
     NOW_SQL,
-    CorruptDatabaseError,
-    MigrationError,
-    NewerSchemaError,
     StoreError,
     backup_to,
     prepare,
-    utc_now_text,
 )
 
 T = TypeVar("T")
@@ -42,7 +39,7 @@ def _in_list(statuses: Iterable[str]) -> tuple[str, list[str]]:
     return ", ".join("?" for _ in values), values
 
 
-class Store:
+class Store(MetricsQueries):
     """The transcriptor database. Open with `await Store.open(path)`, end with `close()`."""
 
     def __init__(
@@ -368,45 +365,3 @@ class Store:
             {"cancel_reason": reason, "exit_code": exit_code},
             now_columns=("finished_at",),
         )
-
-    # -- metrics ---------------------------------------------------------------------------
-
-    async def record_metrics(
-        self, job_id: int, *, cpu_percent: float, memory_mb: float, num_processes: int
-    ) -> None:
-        await self.record_metrics_many([(job_id, cpu_percent, memory_mb, num_processes)])
-
-    async def record_metrics_many(self, samples: Iterable[tuple[int, float, float, int]]) -> None:
-        """(job_id, cpu_percent, memory_mb, num_processes) samples, in one transaction."""
-        rows = [tuple(s) for s in samples]
-        if not rows:
-            return
-
-        async def body(db: aiosqlite.Connection) -> None:
-            await db.executemany(
-                "INSERT INTO job_metrics (job_id, time, cpu_percent, memory_mb, num_processes)"
-                f" VALUES (?, {NOW_SQL}, ?, ?, ?)",
-                rows,
-            )
-
-        await self._write(body)
-
-    async def get_metrics(self, job_id: int, *, limit: int = 600) -> list[dict[str, Any]]:
-        """The job's last `limit` samples, oldest first."""
-        return await self._fetchall(
-            """SELECT job_id, time, cpu_percent, memory_mb, num_processes FROM (
-                   SELECT * FROM job_metrics WHERE job_id = ? ORDER BY id DESC LIMIT ?
-               ) ORDER BY id""",
-            (job_id, limit),
-        )
-
-
-__all__ = [
-    "CorruptDatabaseError",
-    "MigrationError",
-    "NewerSchemaError",
-    "Store",
-    "StoreError",
-    "backup_to",
-    "utc_now_text",
-]
