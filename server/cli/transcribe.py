@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shlex
 import shutil
@@ -22,16 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-import psutil
-
 from pipeline.protocol import Progress, Segment, parse_line, timestamp
+from server.executors.base import JobHandle
+from server.executors.local import LocalExecutor
+from server.procs.kill import KillReport
 
 COMMAND_ENV = "TRANSCRIPTOR_PIPELINE_COMMAND"
-# Set in the child's environment: leftovers are found (and verified ours) by it.
-MARKER_ENV = "TRANSCRIPTOR_CLI_RUN"
 # After the pipeline exits, how long its stdout may stay open (held by a stray child).
 DRAIN_SECONDS = 2.0
-READ_BLOCK = 1 << 16
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,74 +132,26 @@ def render_bar(progress: Progress, columns: int) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]" + figures
 
 
-async def pump(stream: asyncio.StreamReader, output: Plain) -> None:
-    """Hand each complete line (with its newline) to output; a last partial line too."""
-    pending = b""
-    while block := await stream.read(READ_BLOCK):
-        pending += block
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            output.line(line + b"\n")
-    if pending:
-        output.line(pending + b"\n")
-
-
-def leftovers(marker: str) -> list[psutil.Process]:
-    """Live processes carrying this run's marker: only ever ones this command started."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(MARKER_ENV) == marker:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
-def kill_leftovers(marker: str) -> int:
-    """SIGKILL every process still carrying the marker; psutil checks each PID is the same
-    process it looked at, so a reused PID is never hit."""
-    procs = leftovers(marker)
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    return len(procs)
-
-
-class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """Also says when the process itself has exited: Process.wait() (3.11) returns only
-    once its pipes close too, and a stray grandchild can hold stdout open forever."""
-
-    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=limit, loop=loop)
-        self.exited = asyncio.Event()
-
-    def process_exited(self) -> None:
-        super().process_exited()
-        self.exited.set()
+async def pump(executor: LocalExecutor, handle: JobHandle, output: Plain) -> None:
+    """Hand each line of the pipeline's output to output, through the executor."""
+    async for line in executor.lines(handle):
+        output.line(line.encode("utf-8", "replace") + b"\n")
 
 
 async def run(argv: list[str], output: Plain) -> int:
-    marker = uuid.uuid4().hex
-    env = {**os.environ, MARKER_ENV: marker, "PYTHONUNBUFFERED": "1"}
-    loop = asyncio.get_running_loop()
-    protocol = _ExitProtocol(READ_BLOCK, loop)
+    """Run the pipeline through the local executor, the one way anything starts it."""
+    executor = LocalExecutor()
+    marker = f"cli-{uuid.uuid4().hex}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
-        transport, _ = await loop.subprocess_exec(
-            lambda: protocol,
-            *argv,
-            stdin=asyncio.subprocess.PIPE,  # the lifeline: closes when we end, however we end
-            stdout=asyncio.subprocess.PIPE,
-            stderr=None,
-            env=env,
-            start_new_session=True,
-        )
+        handle = await executor.start(0, argv, marker=marker, env=env, own_stderr=True)
     except OSError as error:
         output.notice(f"cannot start {argv[0]}: {error}")
         return 1
-    process = asyncio.subprocess.Process(transport, protocol, loop)
-    assert process.stdout is not None
+    process = handle.spawned.process
+    loop = asyncio.get_running_loop()
     interrupts = 0
+    killing: set[asyncio.Task[KillReport]] = set()
 
     def interrupted(signum: int) -> None:
         nonlocal interrupts
@@ -218,33 +167,35 @@ async def run(argv: list[str], output: Plain) -> int:
             output.notice("sending SIGTERM (press Ctrl-C again to kill)")
             process.send_signal(signal.SIGTERM)
         else:
-            output.notice(f"killed {kill_leftovers(marker)} process(es)")
+            output.notice("killing every process it started")
+            task = asyncio.ensure_future(executor.kill(handle, grace=0))
+            killing.add(task)
+            task.add_done_callback(killing.discard)
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     for signum in handled:
         loop.add_signal_handler(signum, interrupted, signum)
-    reader = asyncio.create_task(pump(process.stdout, output))
+    reader = asyncio.create_task(pump(executor, handle, output))
     try:
-        await protocol.exited.wait()
-        code = transport.get_returncode()
-        assert code is not None, "process_exited sets the return code first"
-        try:
-            await asyncio.wait_for(asyncio.shield(reader), DRAIN_SECONDS)
-        except TimeoutError:
+        await executor.exited(handle)
+        done, _ = await asyncio.wait({reader}, timeout=DRAIN_SECONDS)
+        if not done:
             # The pipeline is gone but something it started still holds its stdout.
-            killed = kill_leftovers(marker)
-            output.notice(f"killed {killed} process(es) the pipeline left behind")
-            await reader
-        await process.wait()
+            report = await executor.kill(handle, grace=0)
+            output.notice(f"stopped what the pipeline left behind: {report.reason}")
+            done, _ = await asyncio.wait({reader}, timeout=DRAIN_SECONDS)
+            if not done:
+                executor.close_output(handle)
+        await reader
+        code = await executor.wait(handle)
+        await asyncio.gather(*killing, return_exceptions=True)
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
-        if process.stdin is not None:
-            process.stdin.close()
+        executor.release(handle)
         if not reader.done():
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await asyncio.gather(reader, return_exceptions=True)
         output.finish()
     return code if code >= 0 else 128 - code
 

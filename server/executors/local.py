@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from server.executors.base import JobHandle
@@ -22,9 +22,16 @@ class LocalExecutor:
         self._max_line_bytes = max_line_bytes
 
     async def start(
-        self, job_id: int, argv: Sequence[str], *, marker: str, cwd: str | None = None
+        self,
+        job_id: int,
+        argv: Sequence[str],
+        *,
+        marker: str,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        own_stderr: bool = False,
     ) -> JobHandle:
-        spawned = await spawn(argv, marker=marker, cwd=cwd)
+        spawned = await spawn(argv, marker=marker, cwd=cwd, env=env, own_stderr=own_stderr)
         return JobHandle(
             job_id=job_id,
             marker=marker,

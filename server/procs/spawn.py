@@ -23,12 +23,13 @@ async def spawn(
     marker: str,
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
+    own_stderr: bool = False,
 ) -> SpawnedProcess:
     """Start argv as the leader of a new session (and group) with the job's marker set.
 
     stdin is a pipe left open: closing it is how the child learns its parent went away.
-    stdout and stderr share one pipe. Raises OSError (FileNotFoundError, ...) if argv cannot
-    be started.
+    stdout and stderr share one pipe (with own_stderr, stderr stays ours: a terminal).
+    Raises OSError (FileNotFoundError, ...) if argv cannot be started.
     """
     child_env = dict(os.environ if env is None else env)
     child_env[MARKER_ENV] = marker
@@ -36,7 +37,7 @@ async def spawn(
         *argv,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=None if own_stderr else asyncio.subprocess.STDOUT,
         cwd=cwd,
         env=child_env,
         start_new_session=True,
