@@ -19,7 +19,7 @@ from server.jobs.state import (
 )
 from server.store import Store
 from tests.helpers.procs import alive_in_group
-from tests.server.test_jobs import upload, wait_for_line, wait_status
+from tests.jobs.test_jobs import upload, wait_for_line, wait_status
 
 
 def test_phase_moves_only_along_the_table():

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from server.app import create_app
-from tests.server.test_jobs import upload
+from tests.jobs.test_jobs import upload
 
 
 async def nothing_left(client: Any, config: Any) -> None:

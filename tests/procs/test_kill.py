@@ -11,7 +11,7 @@ from server.procs.identity import ProcessIdentity, read_identity
 from server.procs.kill import Target, kill_tree
 from server.procs.spawn import SpawnedProcess
 from server.store import Store
-from tests.processes.conftest import Spawner, read_until
+from tests.procs.conftest import Spawner, read_until
 from tests.store.util import job_args
 
 

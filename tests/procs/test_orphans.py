@@ -10,8 +10,8 @@ from server.manager import ProcessManager
 from server.procs.identity import read_identity
 from server.procs.spawn import SpawnedProcess
 from server.store import Store
-from tests.processes.conftest import Spawner, read_until
-from tests.processes.test_kill import alive, exited, pids_from
+from tests.procs.conftest import Spawner, read_until
+from tests.procs.test_kill import alive, exited, pids_from
 from tests.store.util import job_args
 
 

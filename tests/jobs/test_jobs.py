@@ -15,7 +15,7 @@ import pytest
 from server import keys
 from server.app import create_app
 from tests.helpers.procs import alive_in_group, is_alive, wait_until
-from tests.server.wsclient import collect_until, is_final_status, messages, stalled_socket
+from tests.web.wsclient import collect_until, is_final_status, messages, stalled_socket
 
 
 async def upload(client: Any, path: Path, filename: str | None = None, **fields: Any) -> Any:

@@ -6,8 +6,8 @@ import aiohttp
 import pytest
 
 from server.app import create_app
-from tests.server.test_jobs import upload, wait_status
-from tests.server.wsclient import messages
+from tests.jobs.test_jobs import upload, wait_status
+from tests.web.wsclient import messages
 
 TOKEN = "s3cret-token-for-tests"
 
