@@ -1,0 +1,67 @@
+"""The code's shape, as README's architecture section and DESIGN promise it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def architecture_files() -> list[Path]:
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Architecture", 1)[1].split("```", 2)[1]
+    found: list[Path] = []
+    folders: list[tuple[int, str]] = []  # (indent, folder) of the enclosing folders
+    for line in block.splitlines():
+        match = re.match(r"^(\s*)(\S+)", line)
+        if not match or len(match.group(1)) > 6:
+            continue  # a continued description
+        indent, first = len(match.group(1)), match.group(2)
+        while folders and folders[-1][0] >= indent:
+            folders.pop()
+        base = Path(*[f for _, f in folders]) if folders else Path()
+        if first.endswith("/"):
+            folders.append((indent, first.rstrip("/")))
+        for name in re.findall(r"\b([a-z_]+\.py)\b", line[: 19 + indent] if indent else line[:19]):
+            found.append(base / name)
+    return found
+
+
+def test_every_module_in_the_readme_map_exists():
+    files = architecture_files()
+    assert len(files) > 40
+    missing = [str(f) for f in files if not (REPO / f).is_file()]
+    assert not missing, missing
+
+
+def test_modules_are_small_and_server_top_level_is_short():
+    big = [
+        f"{p.relative_to(REPO)}: {n}"
+        for folder in ("server", "pipeline")
+        for p in (REPO / folder).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    ]
+    assert not big, big
+    assert len(list((REPO / "server").glob("*.py"))) <= 8
+
+
+def test_layers_import_only_downwards():
+    for path in (REPO / "pipeline").rglob("*.py"):
+        assert not re.search(r"^\s*(from|import) server\b", path.read_text(), re.M), path
+    for path in (REPO / "server" / "procs").rglob("*.py"):
+        imports = re.findall(r"^\s*from (server\.\w+)", path.read_text(), re.M)
+        assert all(name == "server.procs" for name in imports), (path, imports)
+
+
+def test_status_strings_are_spelled_only_in_jobs_state():
+    # A status as a value; "running" is also a key of process samples and of /api/health.
+    quoted = re.compile(r"""(?<![\[(])["'](queued|running|completed|failed|cancelled)["'](?!\s*[:\]])""")
+    allowed = {REPO / "server" / "jobs" / "state.py", REPO / "server" / "store" / "migrate.py"}
+    for path in (REPO / "server").rglob("*.py"):
+        if path in allowed:
+            continue
+        for line in path.read_text().splitlines():
+            if '"gone"' in line:
+                continue  # cli/jobs names a process's state (running, gone, starting)
+            assert not quoted.findall(line), (path, line)
