@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,23 @@ def test_non_loopback_without_token_gets_one():
 def test_nonsense_settings_refused():
     with pytest.raises(SystemExit, match="max-concurrent-jobs"):
         check(Config(max_concurrent_jobs=0))
+
+
+def test_every_setting_parses_by_its_type():
+    from dataclasses import MISSING
+
+    from server.config import parse_bool, settings_table
+
+    for row in settings_table():
+        if row.default not in (MISSING, None, ()):
+            assert row.parse(str(row.default)) == row.default, row.flag
+    assert parse_bool("false") is False and parse_bool("True") is True
+    with pytest.raises(argparse.ArgumentTypeError, match="true or false"):
+        parse_bool("maybe")
+
+
+def test_bounds_come_from_the_table():
+    with pytest.raises(SystemExit, match="TRANSCRIPTOR_KILL_GRACE"):
+        config_from(build_parser().parse_args([]), {"TRANSCRIPTOR_KILL_GRACE": "-1"})
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--max-concurrent-jobs", "0"])
