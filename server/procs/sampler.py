@@ -40,7 +40,7 @@ class TreeSampler:
         self._trees: dict[int, dict[int, psutil.Process]] = {}
 
     def sample_many(self, root_pids: Iterable[int]) -> dict[int, dict[str, Any]]:
-        """sample() of each root, finding every tree's members in one pass over /proc.
+        """CPU and memory of each root's tree, finding every tree's members in one pass over /proc.
 
         psutil's children() reads the stat of every process on the machine; once per job
         per second, that was most of the monitor's cost (benchmarks/RESULTS.md).
@@ -49,9 +49,9 @@ class TreeSampler:
         for pid, stat in all_stats().items():
             if stat.alive:
                 children_of.setdefault(stat.ppid, []).append(pid)
-        return {pid: self.sample(pid, children_of=children_of) for pid in root_pids}
+        return {pid: self._sample(pid, children_of) for pid in root_pids}
 
-    def sample(self, root_pid: int, *, children_of: dict[int, list[int]] | None = None) -> dict[str, Any]:
+    def _sample(self, root_pid: int, children_of: dict[int, list[int]]) -> dict[str, Any]:
         with self._lock:
             cache = self._trees.setdefault(root_pid, {})
             root = self._cached(cache, root_pid)
@@ -59,13 +59,7 @@ class TreeSampler:
                 if root is None or root.status() == psutil.STATUS_ZOMBIE:
                     raise psutil.NoSuchProcess(root_pid)
                 elapsed = max(0.0, time.time() - root.create_time())
-                if children_of is not None:
-                    procs = [root, *descendants(root_pid, children_of, cache)]
-                else:
-                    try:
-                        procs = [root, *root.children(recursive=True)]
-                    except psutil.AccessDenied:
-                        procs = [root]
+                procs = [root, *descendants(root_pid, children_of, cache)]
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 self._trees.pop(root_pid, None)
                 return gone_sample(root_pid)

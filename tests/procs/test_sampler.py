@@ -1,10 +1,13 @@
-"""TreeSampler and the manager's status and log views."""
+"""Tree sampling through the path the monitor uses (LocalExecutor.sample), and the
+manager's status and log views."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+from server.executors.base import JobHandle
+from server.executors.local import LocalExecutor
 from server.manager import ProcessManager
 from server.procs.kill import Target, kill_tree
 from server.procs.sampler import TreeSampler
@@ -21,33 +24,34 @@ async def test_sampler_sums_child_and_grandchildren(
 ) -> None:
     child = await start_child("forker.py", 3, 30, marker="s:1")
     await read_until(child, "ready")
-    sampler = TreeSampler()
-    first = await asyncio.to_thread(sampler.sample, child.process.pid)
+    executor = LocalExecutor()
+    handle = JobHandle(7, "s:1", child.identity.pid, child.pgid, child.identity, child)
+    first = (await executor.sample([handle]))[7]
     assert set(first) == KEYS
     assert first["running"] is True and first["pid"] == child.process.pid
     assert first["num_processes"] == 4
     assert first["memory_mb"] > 4  # four Python interpreters
     assert first["elapsed_seconds"] >= 0
     await asyncio.sleep(0.05)
-    second = await asyncio.to_thread(sampler.sample, child.process.pid)
+    second = (await executor.sample([handle]))[7]
     assert second["num_processes"] == 4
     assert second["cpu_percent"] >= 0.0
 
     await kill_tree(Target.of(child.pgid, child.identity, "s:1"), grace=1, escapees=True)
     await child.process.wait()
-    gone = await asyncio.to_thread(sampler.sample, child.process.pid)
+    gone = (await executor.sample([handle]))[7]
     assert gone == {
         "running": False, "pid": child.process.pid, "cpu_percent": 0.0, "memory_mb": 0.0,
         "elapsed_seconds": 0.0, "num_processes": 0,
     }  # fmt: skip
-    sampler.forget(child.process.pid)
+    executor.sampler.forget(child.process.pid)
 
 
 async def test_sampler_ignores_zombie_root(start_child: Spawner) -> None:
     child = await start_child("sleeper.py", 0)
     await exited(child)
     # Exited: a zombie until reaped, or gone. Either way, not running.
-    sample = await asyncio.to_thread(TreeSampler().sample, child.process.pid)
+    sample = (await asyncio.to_thread(TreeSampler().sample_many, [child.process.pid]))[child.process.pid]
     assert sample["running"] is False and sample["num_processes"] == 0
 
 
