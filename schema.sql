@@ -1,4 +1,4 @@
--- The current schema of the transcriptor database, complete (PRAGMA user_version = 1).
+-- The current schema of the transcriptor database, complete (PRAGMA user_version = 2).
 -- server/store.py runs this on a new database and migrates older ones up to it.
 -- Timestamps are UTC text 'YYYY-MM-DD HH:MM:SS.SSS' (strftime('%Y-%m-%d %H:%M:%f', 'now')),
 -- so they sort as text and julianday()/datetime() read them.
@@ -52,7 +52,11 @@ CREATE TABLE transcription_jobs (
     exit_code           INTEGER,
     error_message       TEXT,
     cancel_reason       TEXT,
-    on_disconnect       TEXT NOT NULL DEFAULT 'cancel' CHECK (on_disconnect IN ('cancel', 'keep'))
+    on_disconnect       TEXT NOT NULL DEFAULT 'cancel' CHECK (on_disconnect IN ('cancel', 'keep')),
+    -- Who asked: NULL for an upload from the pages or the CLI, 'api: openai' for /v1/.
+    source              TEXT,
+    -- Extra pipeline options as a JSON object (initial_prompt, temperature, ...), or NULL.
+    pipeline_options    TEXT
 );
 
 CREATE INDEX transcription_jobs_status ON transcription_jobs (status, id);

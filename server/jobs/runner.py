@@ -24,6 +24,7 @@ from server.config import Config
 from server.executors.base import Executor, JobHandle, job_marker
 from server.jobs.channels import Channels
 from server.jobs.joblog import JobLog
+from server.jobs.observer import JobObserver, NoObserver
 from server.jobs.state import REASON_DISCONNECTED, REASON_SHUTDOWN, JobStatus
 from server.store import Store
 
@@ -57,7 +58,20 @@ def pipeline_argv(config: Config, job: dict[str, Any], out_dir: Path) -> list[st
     for column in ("model", "language", "processes", "threads", "chunk_seconds", "overlap_seconds"):
         if job.get(column) not in (None, ""):
             argv += ["--" + column.replace("_", "-"), str(job[column])]
-    return [*argv, "--lifeline"]
+    return [*argv, *option_flags(job.get("pipeline_options")), "--lifeline"]
+
+
+def option_flags(encoded: str | None) -> list[str]:
+    """The pipeline flags for a job's extra options (JSON: name -> value; a bool is a
+    --flag/--no-flag switch)."""
+    flags: list[str] = []
+    for name, value in (json.loads(encoded) if encoded else {}).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + name.replace("_", "-"))
+        elif value is not None:
+            flags += [flag, str(value)]
+    return flags
 
 
 def describe_exit(code: int) -> str:
@@ -78,8 +92,12 @@ class Runner:
         channels: Channels,
         *,
         instance_id: str,
+        observer: JobObserver | None = None,
     ) -> None:
         self.config = config
+        self.observer: JobObserver = observer or NoObserver()
+        self.log_lines = 0  # every job's output lines since start; read by /metrics
+        self._submitted_at: dict[int, float] = {}
         self.store = store
         self.executor = executor
         self.channels = channels
@@ -115,8 +133,10 @@ class Runner:
             return_exceptions=True,
         )
 
-    def submit(self, job_id: int) -> None:
+    def submit(self, job_id: int, source: str) -> None:
         self.queue.append(job_id)
+        self._submitted_at[job_id] = time.monotonic()
+        self.observer.job_submitted(source)
         self._wakeup.set()
 
     def queue_position(self, job_id: int) -> int | None:
@@ -142,6 +162,8 @@ class Runner:
                 job_id = self.queue.pop(0)
                 running = RunningJob(job_id)
                 self.running[job_id] = running
+                submitted = self._submitted_at.pop(job_id, None)
+                self.observer.job_started(None if submitted is None else running.started - submitted)
                 running.task = asyncio.create_task(self._run(running), name=f"job-{job_id}")
             await self._publish_queue_positions()
 
@@ -162,6 +184,7 @@ class Runner:
             await self.store.fail_job(job_id, "internal error in the job runner")
             await self.announce(job_id)
         finally:
+            await self._observe_end(job_id, time.monotonic() - running.started)
             if running.handle is not None:
                 self.executor.release(running.handle)
             del self.running[job_id]
@@ -170,6 +193,14 @@ class Runner:
                 self.channels.drop(job_id)
             if not self._closing:
                 self._wakeup.set()
+
+    async def _observe_end(self, job_id: int, run_seconds: float | None) -> None:
+        with contextlib.suppress(Exception):  # measuring must never break a job's ending
+            job = await self.store.get_job(job_id)
+            if job is not None and JobStatus(job["status"]).is_final:
+                done = job["status"] == JobStatus.COMPLETED
+                audio = float(job.get("duration_seconds") or 0.0) if done else 0.0
+                self.observer.job_finished(job["status"], run_seconds, audio)
 
     async def _run_job(self, running: RunningJob) -> None:
         job_id = running.job_id
@@ -276,6 +307,7 @@ class Runner:
                     await asyncio.sleep(0)
                     last_yield = time.monotonic()
                 joblog.write(line)
+                self.log_lines += 1
                 event = parse_line(line)
                 seq = channel.publish_line(line, event)
                 if isinstance(event, Progress):
@@ -339,7 +371,10 @@ class Runner:
         """Cancel a queued or running job; True once it is cancelled by this call."""
         if job_id in self.queue:
             self.queue.remove(job_id)
+            self._submitted_at.pop(job_id, None)
             cancelled = await self.store.cancel_job(job_id, reason)
+            if cancelled:
+                self.observer.job_finished(JobStatus.CANCELLED, None, 0.0)
             await self.announce(job_id)
             await self._publish_queue_positions()
             return cancelled

@@ -46,6 +46,8 @@ def check_transition(current: str, new: str) -> None:
 REASON_DISCONNECTED = "all clients disconnected"
 REASON_STOPPED = "stopped by user"
 REASON_SHUTDOWN = "server shutdown"
+# The HTTP request that is the job (the OpenAI API) ended before its answer did.
+REASON_CLIENT_DISCONNECTED = "client disconnected"
 ORPHANED_PREFIX = "orphaned:"
 
 
