@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from pipeline.protocol import Progress, Segment, parse_line
 from server.config import Config
 from server.executors.base import Executor, JobHandle, job_marker
+from server.jobs.argv import pipeline_argv
 from server.jobs.channels import Channels
 from server.jobs.joblog import JobLog
 from server.jobs.observer import JobObserver, NoObserver
@@ -48,30 +48,6 @@ class RunningJob:
     segments: list[dict[str, Any]] = field(default_factory=list)
     last_error_line: str | None = None
     last_line: str | None = None
-
-
-def pipeline_argv(config: Config, job: dict[str, Any], out_dir: Path) -> list[str]:
-    """The pipeline's command line; options a job has no value for (rows an older
-    install left queued) fall back to the pipeline's own defaults."""
-    command = list(config.pipeline_command) or [sys.executable, "-m", "pipeline"]
-    argv = [*command, str(job["original_path"]), "--out-dir", str(out_dir)]
-    for column in ("model", "language", "processes", "threads", "chunk_seconds", "overlap_seconds"):
-        if job.get(column) not in (None, ""):
-            argv += ["--" + column.replace("_", "-"), str(job[column])]
-    return [*argv, *option_flags(job.get("pipeline_options")), "--lifeline"]
-
-
-def option_flags(encoded: str | None) -> list[str]:
-    """The pipeline flags for a job's extra options (JSON: name -> value; a bool is a
-    --flag/--no-flag switch)."""
-    flags: list[str] = []
-    for name, value in (json.loads(encoded) if encoded else {}).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + name.replace("_", "-"))
-        elif value is not None:
-            flags += [flag, str(value)]
-    return flags
 
 
 def describe_exit(code: int) -> str:

@@ -135,7 +135,7 @@ async def test_streaming_relays_segments_then_the_whole_text(aiohttp_client, sdk
     assert [e.type for e in events] == ["transcript.text.delta"] * 3 + ["transcript.text.done"]
     assert "".join(e.delta for e in events[:3]) == events[-1].text == "segment 1 segment 2 segment 3"
     argv = argv_of((await jobs(client))[0])
-    assert argv[argv.index("--batch-size") + 1] == "0"  # each segment as it is decoded
+    assert argv[argv.index("--batch-size") + 1] == "1"  # each window's segments at once
 
 
 async def test_models_list_and_lookup(aiohttp_client, sdk, make_config):
