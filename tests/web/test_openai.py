@@ -78,6 +78,8 @@ async def test_json_answer_and_the_job_it_was(aiohttp_client, sdk, make_config, 
     assert argv[argv.index("--temperature") + 1] == "0.2"
     assert "--no-word-timestamps" in argv  # not asked for, so not computed
     assert "--batch-size" not in argv
+    page = await (await client.get(f"/jobs/{job['id']}")).text()
+    assert "An API request (api: openai) started this job" in page
 
 
 @pytest.mark.parametrize(
@@ -300,3 +302,20 @@ async def test_real_pipeline_on_speech(aiohttp_client, sdk, make_config):
     assert result.language == "en" and result.duration > 5
     assert result.segments[0].tokens and result.segments[0].avg_logprob < 0
     assert any(w.word.lower().strip(",.") == "fox" for w in result.words)
+
+
+@pytest.mark.slow
+async def test_real_pipeline_streams_with_the_sdk(aiohttp_client, sdk, make_config):
+    client = await aiohttp_client(create_app(make_config(pipeline_command=())))
+
+    def run() -> list[Any]:
+        with SPEECH_CLIP.open("rb") as audio:
+            stream = sdk(client, timeout=300.0).audio.transcriptions.create(
+                model="whisper-1", file=audio, stream=True
+            )
+            return list(stream)
+
+    events = await asyncio.to_thread(run)
+    assert events[-1].type == "transcript.text.done"
+    assert "quick brown fox" in events[-1].text.lower()
+    assert "".join(e.delta for e in events[:-1]) == events[-1].text
