@@ -53,10 +53,8 @@ CREATE TABLE transcription_jobs (
     error_message       TEXT,
     cancel_reason       TEXT,
     on_disconnect       TEXT NOT NULL DEFAULT 'cancel' CHECK (on_disconnect IN ('cancel', 'keep')),
-    -- Who asked: NULL for an upload from the pages or the CLI, 'api: openai' for /v1/.
-    source              TEXT,
-    -- Extra pipeline options as a JSON object (initial_prompt, temperature, ...), or NULL.
-    pipeline_options    TEXT
+    source              TEXT,                          -- NULL: pages or CLI; 'api: openai'
+    pipeline_options    TEXT                           -- more pipeline flags as JSON, or NULL
 );
 
 CREATE INDEX transcription_jobs_status ON transcription_jobs (status, id);
