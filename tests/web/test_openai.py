@@ -319,3 +319,12 @@ async def test_real_pipeline_streams_with_the_sdk(aiohttp_client, sdk, make_conf
     assert events[-1].type == "transcript.text.done"
     assert "quick brown fox" in events[-1].text.lower()
     assert "".join(e.delta for e in events[:-1]) == events[-1].text
+
+
+async def test_a_failed_job_is_a_500_with_its_error(aiohttp_client, sdk, make_config, tone):
+    client = await aiohttp_client(
+        create_app(make_config("--fail-message", "model exploded", "--exit-code", "1"))
+    )
+    with tone.open("rb") as audio, pytest.raises(openai.InternalServerError, match="model exploded"):
+        await asyncio.to_thread(sdk(client).audio.transcriptions.create, model="whisper-1", file=audio)
+    assert (await jobs(client))[0]["status"] == "failed"
