@@ -1,4 +1,4 @@
--- The current schema of the transcriptor database, complete (PRAGMA user_version = 1).
+-- The current schema of the transcriptor database, complete (PRAGMA user_version = 2).
 -- server/store.py runs this on a new database and migrates older ones up to it.
 -- Timestamps are UTC text 'YYYY-MM-DD HH:MM:SS.SSS' (strftime('%Y-%m-%d %H:%M:%f', 'now')),
 -- so they sort as text and julianday()/datetime() read them.
@@ -52,7 +52,9 @@ CREATE TABLE transcription_jobs (
     exit_code           INTEGER,
     error_message       TEXT,
     cancel_reason       TEXT,
-    on_disconnect       TEXT NOT NULL DEFAULT 'cancel' CHECK (on_disconnect IN ('cancel', 'keep'))
+    on_disconnect       TEXT NOT NULL DEFAULT 'cancel' CHECK (on_disconnect IN ('cancel', 'keep')),
+    source              TEXT,                          -- NULL: pages or CLI; 'api: openai'
+    pipeline_options    TEXT                           -- more pipeline flags as JSON, or NULL
 );
 
 CREATE INDEX transcription_jobs_status ON transcription_jobs (status, id);

@@ -103,6 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(FORMATS),  # argparse runs string defaults through `type`
         help=f"comma-separated output formats out of {','.join(FORMATS)}",
     )
+    add(
+        "--word-timestamps",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compute each word's time (merging overlapping chunks uses them); off saves "
+        "some decoding time",
+    )
+    add("--initial-prompt", default=None, help="text that conditions the first window (vocabulary, style)")
+    add(
+        "--temperature",
+        type=number(0),
+        default=None,
+        help="sampling temperature; unset uses faster-whisper's fallback schedule 0.0-1.0",
+    )
     add("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="where to run the model")
     add(
         "--compute-type",
@@ -175,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device,
         compute_type=args.compute_type,
         lifeline=args.lifeline,
+        word_timestamps=args.word_timestamps,
+        initial_prompt=args.initial_prompt or None,
+        temperature=args.temperature,
     )
     run = transcribe.Run(settings)
     if settings.lifeline:

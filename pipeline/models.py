@@ -82,3 +82,22 @@ def resolve_model(name: str) -> str:
     except Exception as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ModelError(f"{offline} (download failed: {first_line[:200]})") from None
+
+
+def local_models() -> dict[str, str]:
+    """Model name -> folder, for every model that loads without a download: the bundled
+    one and those in the Hugging Face cache."""
+    found: dict[str, str] = {}
+    bundled = _bundled_path()
+    if bundled:
+        found[BUNDLED] = bundled
+    from faster_whisper.utils import available_models, download_model
+
+    for name in available_models():
+        if name in found:
+            continue
+        try:
+            found[name] = str(download_model(name, local_files_only=True))
+        except Exception:
+            continue  # not cached
+    return found

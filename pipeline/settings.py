@@ -33,6 +33,9 @@ class Settings:
     device: str = "cpu"
     compute_type: str = "auto"
     lifeline: bool = False
+    word_timestamps: bool = True  # merging overlapping chunks needs them
+    initial_prompt: str | None = None
+    temperature: float | None = None  # None: faster-whisper's fallback schedule
     warnings: tuple[str, ...] = field(default=())
 
     @property

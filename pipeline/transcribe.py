@@ -77,6 +77,7 @@ class Run:
                 "beam_size": s.beam_size,
                 "batch_size": s.batch_size if s.batched else 0,
                 "vad": s.vad,
+                "word_timestamps": s.word_timestamps,
                 "device": s.device,
                 "compute_type": s.effective_compute_type,
             },

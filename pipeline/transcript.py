@@ -32,6 +32,9 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...] = field(default=())
+    # The decoder's own view of the segment, as OpenAI's verbose_json reports it; a
+    # segment cut at a chunk boundary (merge.py) keeps none of it.
+    decoding: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,7 @@ class Segment:
             "end": round(self.end, 3),
             "text": self.text,
             "words": [word.to_dict() for word in self.words],
+            **self.decoding,
         }
 
     @classmethod
@@ -47,4 +51,8 @@ class Segment:
             Word(w["start"], w["end"], w["word"], w.get("probability", 1.0))
             for w in data.get("words", ())
         )
-        return cls(data["start"], data["end"], data["text"], words)
+        decoding = {key: data[key] for key in DECODING_FIELDS if key in data}
+        return cls(data["start"], data["end"], data["text"], words, decoding)
+
+
+DECODING_FIELDS = ("seek", "tokens", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob")

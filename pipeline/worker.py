@@ -83,8 +83,11 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
         options: dict[str, Any] = {
             "language": settings.language_code,
             "beam_size": settings.beam_size,
-            "word_timestamps": True,
+            "word_timestamps": settings.word_timestamps,
+            "initial_prompt": settings.initial_prompt,
         }
+        if settings.temperature is not None:
+            options["temperature"] = settings.temperature
         if batched is not None:
             segments, info = batched.transcribe(
                 samples, batch_size=settings.batch_size, vad_filter=True, **options
@@ -106,6 +109,12 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
                 "end": offset + segment.end,
                 "text": segment.text.strip(),
                 "words": words,
+                "seek": segment.seek,
+                "tokens": list(segment.tokens),
+                "temperature": segment.temperature,
+                "avg_logprob": segment.avg_logprob,
+                "compression_ratio": segment.compression_ratio,
+                "no_speech_prob": segment.no_speech_prob,
             }
             leader.send(("segment", worker, index, data))
         leader.send(("done", worker, index, time.monotonic() - began, info.language))

@@ -34,6 +34,7 @@ from server.resources import resource_path
 from server.store import Store
 from server.web.auth import QuietAccessLogger, loopback_host_middleware, origin_middleware, token_middleware
 from server.web.errors import error_middleware
+from server.web.metrics import Metrics
 from server.web.routes import setup_routes
 from server.web.uploads import remove_partial_uploads
 
@@ -50,6 +51,7 @@ def create_app(config: Config, *, executor: Executor | None = None) -> web.Appli
     app = web.Application(middlewares=middlewares)
     app[keys.CONFIG] = config
     app[keys.SOCKETS] = weakref.WeakSet()
+    app[keys.METRICS] = Metrics(app)
     aiohttp_jinja2.setup(
         app, loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True
     )
@@ -99,6 +101,7 @@ def _runner_ctx(
             executor or LocalExecutor(),
             channels,
             instance_id=instance_id,
+            observer=app[keys.METRICS],
         )
         channels.on_last_left = runner.client_left
         channels.on_joined = runner.client_joined

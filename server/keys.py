@@ -14,11 +14,13 @@ if TYPE_CHECKING:
     from server.jobs.runner import Runner
     from server.lagprobe import LagProbe
     from server.store import Store
+    from server.web.metrics import Metrics
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 STORE: web.AppKey[Store] = web.AppKey("store")
 REAPER: web.AppKey[OrphanReaper] = web.AppKey("reaper")
 CHANNELS: web.AppKey[Channels] = web.AppKey("channels")
 RUNNER: web.AppKey[Runner] = web.AppKey("runner")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 LAG_PROBE: web.AppKey[LagProbe] = web.AppKey("lag_probe")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse[bool]]] = web.AppKey("sockets")

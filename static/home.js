@@ -235,7 +235,9 @@ function buildRow(job) {
   const link = document.createElement("a");
   link.href = `/jobs/${encodeURIComponent(job.id)}`;
   link.className = "job-link";
-  cell(tr, "File").append(link);
+  const source = document.createElement("span");
+  source.className = "muted job-source";
+  cell(tr, "File").append(link, source);
   cell(tr, "Duration").className = "num";
   const progressCell = cell(tr, "Progress");
   progressCell.className = "progress-cell";
@@ -256,6 +258,9 @@ function fillRow(tr, job) {
   const link = fileTd.firstChild;
   link.textContent = job.filename || `job ${job.id}`;
   link.title = job.filename || "";
+  // A job an API request made says so (`api: openai`); its request decides its life.
+  fileTd.dataset.source = job.source || "";
+  fileTd.lastChild.textContent = job.source ? ` (${job.source})` : "";
   durationTd.textContent = formatDuration(job.duration_seconds);
   const progress = job.status === "completed" ? 1 : Number(job.progress) || 0;
   const bar = progressTd.querySelector("progress");

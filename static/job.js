@@ -26,6 +26,7 @@ function elapsedNow() {
 
 function describeMeta() {
   const parts = [];
+  if (job.source) parts.push(`source ${job.source}`);
   if (job.duration_seconds != null) parts.push(`${formatDuration(job.duration_seconds)} of audio`);
   if (job.model) parts.push(`model ${job.model}`);
   if (job.language) parts.push(job.language === "auto" ? "language auto-detected" : `language ${job.language}`);

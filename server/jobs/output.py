@@ -92,6 +92,7 @@ class OutputFollower:
                     await asyncio.sleep(0)
                     last_yield = time.monotonic()
                 self.joblog.write(line)
+                self.runner.log_lines += 1
                 event = parse_line(line)
                 seq = channel.publish_line(line, event)
                 if isinstance(event, Progress):

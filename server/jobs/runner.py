@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,10 @@ from typing import Any
 from pipeline.protocol import Progress
 from server.config import Config
 from server.executors.base import Executor, JobHandle, job_marker
+from server.jobs.argv import pipeline_argv
 from server.jobs.channels import Channels
 from server.jobs.joblog import JobLog
+from server.jobs.observer import JobObserver, NoObserver
 from server.jobs.output import OutputFollower
 from server.jobs.state import (
     REASON_BEFORE_START,
@@ -59,6 +60,7 @@ class RunningJob:
     segments: list[dict[str, Any]] = field(default_factory=list)
     last_error_line: str | None = None
     last_line: str | None = None
+    audio_seconds: float = 0.0  # the upload's duration, counted when the job completes
 
     @property
     def live_handle(self) -> JobHandle | None:
@@ -75,15 +77,6 @@ class RunningJob:
         return True
 
 
-def pipeline_argv(config: Config, job: dict[str, Any], out_dir: Path) -> list[str]:
-    """The pipeline's command line; options a job has no value for (rows an older
-    install left queued) fall back to the pipeline's own defaults."""
-    command = list(config.pipeline_command) or [sys.executable, "-m", "pipeline"]
-    argv = [*command, str(job["original_path"]), "--out-dir", str(out_dir)]
-    for column in ("model", "language", "processes", "threads", "chunk_seconds", "overlap_seconds"):
-        if job.get(column) not in (None, ""):
-            argv += ["--" + column.replace("_", "-"), str(job[column])]
-    return [*argv, "--lifeline"]
 
 
 class Runner:
@@ -95,8 +88,12 @@ class Runner:
         channels: Channels,
         *,
         instance_id: str,
+        observer: JobObserver | None = None,
     ) -> None:
         self.config = config
+        self.observer: JobObserver = observer or NoObserver()
+        self.log_lines = 0  # every job's output lines since start; read by /metrics
+        self._submitted_at: dict[int, float] = {}
         self.store = store
         self.executor = executor
         self.channels = channels
@@ -145,8 +142,10 @@ class Runner:
                 pending.cancel()
         await asyncio.gather(*cancels, return_exceptions=True)
 
-    def submit(self, job_id: int) -> None:
+    def submit(self, job_id: int, source: str) -> None:
         self.queue.append(job_id)
+        self._submitted_at[job_id] = time.monotonic()
+        self.observer.job_submitted(source)
         self._wakeup.set()
 
     def queue_position(self, job_id: int) -> int | None:
@@ -172,6 +171,8 @@ class Runner:
                 job_id = self.queue.pop(0)
                 running = RunningJob(job_id)
                 self.running[job_id] = running
+                submitted = self._submitted_at.pop(job_id, None)
+                self.observer.job_started(None if submitted is None else running.started - submitted)
                 running.task = asyncio.create_task(self._run(running), name=f"job-{job_id}")
             await self._publish_queue_positions()
 
@@ -213,6 +214,7 @@ class Runner:
         job = await self.store.get_job(job_id)
         if job is None or job["status"] != JobStatus.QUEUED:
             return
+        running.audio_seconds = float(job.get("duration_seconds") or 0.0)
         out_dir = self.config.outputs_dir / str(job_id)
         out_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.config.logs_dir / f"job-{job_id}.log"
@@ -268,8 +270,16 @@ class Runner:
     async def _end(self, running: RunningJob, ending: Ending) -> None:
         """Record the job's ending and tell everyone; the phase machine refuses a second."""
         running.phase.change(Phase.ENDED)
-        await record_ending(self.store, running.job_id, ending)
+        if await record_ending(self.store, running.job_id, ending):
+            self._observe_end(running, ending)
         await self.announce(running.job_id)
+
+    def _observe_end(self, running: RunningJob, ending: Ending) -> None:
+        try:
+            audio = running.audio_seconds if ending.status is JobStatus.COMPLETED else 0.0
+            self.observer.job_finished(ending.status, time.monotonic() - running.started, audio)
+        except Exception:  # measuring must never break a job's ending; logged, not hidden
+            log.exception("job %s: metrics observer failed", running.job_id)
 
     async def announce(self, job_id: int) -> None:
         """Tell the job's channel and the job list what the row now says."""
@@ -288,7 +298,10 @@ class Runner:
         """Cancel a queued or running job; True once it is cancelled by this call."""
         if job_id in self.queue:
             self.queue.remove(job_id)
+            self._submitted_at.pop(job_id, None)
             cancelled = await record_ending(self.store, job_id, cancellation(reason))
+            if cancelled:
+                self.observer.job_finished(JobStatus.CANCELLED, None, 0.0)
             await self.announce(job_id)
             await self._publish_queue_positions()
             return cancelled

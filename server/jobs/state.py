@@ -55,6 +55,8 @@ REASON_DISCONNECTED = "all clients disconnected"
 REASON_STOPPED = "stopped by user"
 REASON_SHUTDOWN = "server shutdown"
 REASON_BEFORE_START = "cancelled before start"
+# The HTTP request that is the job (the OpenAI API) ended before its answer did.
+REASON_CLIENT_DISCONNECTED = "client disconnected"
 ORPHANED_PREFIX = "orphaned:"
 
 

@@ -198,6 +198,8 @@ class Store(MetricsQueries):
         overlap_seconds: float,
         on_disconnect: str = "cancel",
         output_path: str | None = None,
+        source: str | None = None,
+        pipeline_options: str | None = None,
     ) -> dict[str, Any]:
         """A new queued job (progress 0, created_at now); returns its row."""
         if on_disconnect not in ("cancel", "keep"):
@@ -206,15 +208,15 @@ class Store(MetricsQueries):
             raise ValueError("processes and threads must be at least 1")
         params = (
             filename, original_path, duration_seconds, model, language, processes, threads,
-            chunk_seconds, overlap_seconds, on_disconnect, output_path,
+            chunk_seconds, overlap_seconds, on_disconnect, output_path, source, pipeline_options,
         )  # fmt: skip
 
         async def body(db: aiosqlite.Connection) -> dict[str, Any]:
             cursor = await db.execute(
                 f"""INSERT INTO {JOBS_TABLE} (filename, original_path, duration_seconds, model,
                     language, processes, threads, chunk_seconds, overlap_seconds, on_disconnect,
-                    output_path, status, progress, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{JobStatus.QUEUED}', 0, {NOW_SQL})""",
+                    output_path, source, pipeline_options, status, progress, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{JobStatus.QUEUED}', 0, {NOW_SQL})""",
                 params,
             )
             # Read back rather than RETURNING, which hands out values before column affinity.

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from server import keys
 from server.jobs.logtail import tail_lines
+from server.jobs.observer import source_label
 from server.jobs.runner import saved_segments
 from server.jobs.state import REASON_STOPPED, JobStatus
 from server.web.errors import ApiError
@@ -107,7 +108,7 @@ async def create_job(request: web.Request) -> web.Response:
         upload.discard()
         raise
     runner = request.app[keys.RUNNER]
-    runner.submit(job["id"])
+    runner.submit(job["id"], source_label(job.get("source")))
     view = runner.view(job)
     request.app[keys.CHANNELS].publish_job(view)
     return web.json_response(view, status=201)

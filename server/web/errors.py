@@ -15,17 +15,39 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """A refusal with a status and a message meant for the person who sent the request."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.param = param  # the form field at fault, for OpenAI's error shape
 
 
 def _wants_json(request: web.Request) -> bool:
-    return request.path.startswith("/api/") or request.path == "/ws"
+    return request.path.startswith("/api/") or request.path in ("/ws", "/metrics")
 
 
-def _error_response(request: web.Request, status: int, message: str) -> web.Response:
+# OpenAI's error types by status, so its SDKs raise the matching exception with our message.
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+}
+
+
+def openai_error(status: int, message: str, param: str | None = None) -> dict[str, object]:
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+
+
+def _error_response(
+    request: web.Request, status: int, message: str, param: str | None = None
+) -> web.Response:
+    if request.path.startswith("/v1/"):
+        return web.json_response(openai_error(status, message, param), status=status)
     if _wants_json(request):
         return web.json_response({"error": message}, status=status)
     page = (
@@ -46,7 +68,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as error:
-        return _error_response(request, error.status, error.message)
+        return _error_response(request, error.status, error.message, error.param)
     except web.HTTPException as error:
         if error.status < 400:
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.resources import resource_path
-from server.web import api, views, ws
+from server.web import api, metrics, openai, views, ws
 
 STATIC_DIR = resource_path("static")
 
@@ -24,4 +24,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/jobs/{id}/segments", api.job_segments)
     app.router.add_get("/api/jobs/{id}/metrics", api.job_metrics)
     app.router.add_get(r"/api/jobs/{id}/transcript.{kind}", api.transcript)
+    app.router.add_post("/v1/audio/transcriptions", openai.transcriptions)
+    app.router.add_post("/v1/audio/translations", openai.translations)
+    app.router.add_get("/v1/models", openai.list_models)
+    app.router.add_get("/v1/models/{id}", openai.get_model)
+    app.router.add_get("/metrics", metrics.metrics)
     app.router.add_static("/static/", STATIC_DIR, name="static")

@@ -23,6 +23,7 @@ from server.web.errors import ApiError
 
 CHUNK_BYTES = 256 * 1024
 MAX_FIELD_BYTES = 4096
+MAX_FIELDS = 100
 MAX_FILENAME_CHARS = 255
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
@@ -34,6 +35,8 @@ class Upload:
     size: int
     duration_seconds: float = 0.0
     fields: dict[str, str] = field(default_factory=dict)
+    # Every value of each field, in order: OpenAI's `timestamp_granularities[]` repeats.
+    all_fields: dict[str, list[str]] = field(default_factory=dict)
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -111,6 +114,7 @@ class UploadReceiver:
         reader = await request.multipart()
         upload: Upload | None = None
         fields: dict[str, str] = {}
+        all_fields: dict[str, list[str]] = {}
         try:
             while (part := await _next_part(reader)) is not None:
                 if not isinstance(part, BodyPartReader):
@@ -120,10 +124,14 @@ class UploadReceiver:
                         raise ApiError(400, "send one file per upload")
                     upload = await self._save(part)
                 elif part.name:
+                    if sum(map(len, all_fields.values())) >= MAX_FIELDS:
+                        raise ApiError(400, f"more than {MAX_FIELDS} form fields")
                     fields[part.name] = await self._read_field(part)
+                    all_fields.setdefault(part.name, []).append(fields[part.name])
             if upload is None:
                 raise ApiError(400, "missing 'file' field: attach the audio as 'file'")
             upload.fields = fields
+            upload.all_fields = all_fields
             try:
                 upload.duration_seconds = await asyncio.to_thread(probe, upload.path)
             except ProbeError as error:

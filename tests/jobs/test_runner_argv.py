@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipeline.__main__ import build_parser
 from server.config import Config
-from server.jobs.runner import pipeline_argv
+from server.jobs.argv import pipeline_argv
 from server.store import Store
 from tests.store.legacy import make_legacy_db
 
@@ -39,3 +39,13 @@ async def test_new_job_passes_every_option(tmp_path: Path) -> None:
     args = parsed(Config(data_dir=tmp_path), job, tmp_path / "out")
     assert (args.language, args.processes, args.chunk_seconds, args.overlap_seconds) == ("en", 2, 30.0, 2.0)
     assert args.lifeline
+
+
+def test_extra_options_become_flags() -> None:
+    from server.jobs.argv import option_flags
+
+    encoded = '{"initial_prompt": "Fox.", "temperature": 0.2, "word_timestamps": false, "batch_size": 0}'
+    assert option_flags(encoded) == [
+        "--initial-prompt", "Fox.", "--temperature", "0.2", "--no-word-timestamps", "--batch-size", "0",
+    ]  # fmt: skip
+    assert option_flags(None) == []

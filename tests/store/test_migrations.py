@@ -263,3 +263,35 @@ async def test_stale_backup_temp_of_a_killed_migration_is_removed(tmp_path: Path
     assert not stale.exists()
     assert fresh.exists()  # changed within the last minute: maybe still being written
     assert [b for b in backups(path) if ".tmp-" not in b.name] != []
+
+
+async def test_v1_database_gains_source_and_pipeline_options(tmp_path: Path) -> None:
+    from server.store import Store
+
+    path = tmp_path / "v1.db"
+    store = await Store.open(path)
+    await store.close()
+    # Back to version 1: the same table without the two columns version 2 added.
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE transcription_jobs DROP COLUMN source")
+    conn.execute("ALTER TABLE transcription_jobs DROP COLUMN pipeline_options")
+    conn.execute(
+        "INSERT INTO transcription_jobs (filename, original_path, model, created_at) "
+        "VALUES ('old.wav', '/x/old.wav', 'tiny.en', '2026-01-01 00:00:00.000')"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = await Store.open(path)
+    try:
+        old = (await store.list_jobs())[0]
+        assert old["filename"] == "old.wav" and old["source"] is None
+        new = await store.create_job(
+            filename="a.wav", original_path="/x/a.wav", duration_seconds=1.0, model="tiny.en",
+            language="auto", processes=1, threads=1, chunk_seconds=0, overlap_seconds=3,
+            source="api: openai", pipeline_options='{"temperature": 0.0}',
+        )  # fmt: skip
+        assert (new["source"], new["pipeline_options"]) == ("api: openai", '{"temperature": 0.0}')
+    finally:
+        await store.close()
+    assert list(tmp_path.glob("v1.db.backup-v1-*"))
