@@ -319,6 +319,10 @@ class Runner:
         else:
             detail = running.last_error_line or running.last_line
             message = describe_exit(code) + (f": {detail}" if detail else "")
+            # The kernel's OOM count, not a guess from the signal, says the limit did it.
+            limit = self.executor.end_reason(running.handle) if running.handle else None
+            if limit is not None:
+                message = f"{limit}; {message}"
             await self.store.fail_job(job_id, message, exit_code=code)
         await self.announce(job_id)
 
