@@ -98,7 +98,9 @@ class OrphanReaper:
             if report is not None:
                 reports.append(report)
         if not dry_run:
-            keep = set(exclude_job_ids) | {int(j["id"]) for j in active}
+            # A queued row may be starting in another instance on this data dir.
+            queued = await self.store.queued_jobs()
+            keep = set(exclude_job_ids) | {int(j["id"]) for j in [*active, *queued]}
             await self._sweep_cgroups(keep)
         return reports
 
