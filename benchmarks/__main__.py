@@ -30,6 +30,7 @@ SCRIPTS = (
     ("kill_latency", "benchmarks.kill_latency", "kill latency, orphan latency"),
     ("tail", "benchmarks.tail_bench", "tail"),
     ("monitor_cost", "benchmarks.monitor_cost", "monitor cost"),
+    ("cgroup_cost", "benchmarks.cgroup_cost", "monitor cost: cgroup accounting vs /proc sampler"),
     ("server_memory", "benchmarks.server_memory", "server memory"),
 )
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

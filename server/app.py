@@ -23,7 +23,7 @@ from aiohttp.web_middlewares import Middleware
 from server import keys
 from server.config import Config
 from server.executors.base import Executor
-from server.executors.local import LocalExecutor
+from server.executors.local import LocalExecutor, containment
 from server.jobs.channels import Channels
 from server.jobs.monitor import Monitor
 from server.jobs.orphans import OrphanReaper
@@ -89,7 +89,13 @@ def _runner_ctx(
         instance_id = await store.register_instance(
             pid=me.pid, start_ticks=me.start_ticks, boot_id=me.boot_id
         )
-        reaper = OrphanReaper(store, kill_grace=config.kill_grace, instance_id=instance_id)
+        cgroups = await asyncio.to_thread(
+            containment, store.install_id, root=config.cgroup_root, memory_mb=config.job_memory_mb
+        )
+        app[keys.CONTAINMENT] = "cgroup" if cgroups is not None else "process-group"
+        reaper = OrphanReaper(
+            store, kill_grace=config.kill_grace, instance_id=instance_id, cgroups=cgroups
+        )
         app[keys.REAPER] = reaper
         # Settle what a previous instance left running before taking new work.
         for report in await reaper.reap(config.orphan_timeout, live_instance_ids={instance_id}):
@@ -98,7 +104,7 @@ def _runner_ctx(
         runner = Runner(
             config,
             store,
-            executor or LocalExecutor(),
+            executor or LocalExecutor(cgroups=cgroups, kill_grace=config.kill_grace),
             channels,
             instance_id=instance_id,
             observer=app[keys.METRICS],
@@ -112,6 +118,8 @@ def _runner_ctx(
             yield
         finally:
             await runner.shutdown()
+            if cgroups is not None:
+                cgroups.close()
 
     return runner_ctx
 

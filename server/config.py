@@ -74,6 +74,8 @@ _BY_TYPE: dict[Any, Callable[[str], Any]] = {
     Path: Path,
     str: str,
     str | None: str,
+    int | None: whole_number(1),
+    Path | None: Path,
     tuple[str, ...]: _words,
 }
 
@@ -131,6 +133,20 @@ class Config:
     )
     default_overlap_seconds: float = setting(
         3.0, "overlap between chunks by default (the pipeline's own default)", metavar="SECONDS"
+    )
+    job_memory_mb: int | None = setting(
+        None,
+        "memory cap of each job in MB, enforced by its cgroup; past it the kernel kills "
+        "the job, which is failed naming the limit (needs cgroups; default: no cap)",
+        metavar="N",
+        parse=whole_number(1),
+    )
+    cgroup_root: Path | None = setting(
+        None,
+        "cgroup v2 directory under which this server makes its jobs' cgroups "
+        "(default: the server's own cgroup); if none can be made there, jobs are "
+        "contained by process groups and markers",
+        metavar="PATH",
     )
     loop_lag_interval: float = setting(
         0.0,
@@ -248,10 +264,11 @@ def check(config: Config) -> Config:
     """Refuse settings that cannot work together, and generate a token where one is required."""
     problems = []
     for row in settings_table():
-        if row.parse is not _BY_TYPE.get(type(getattr(config, row.name))):
+        value = getattr(config, row.name)
+        if value is not None and row.parse is not _BY_TYPE.get(type(value)):
             # Bounds of a setting made in code rather than parsed from text.
             try:
-                row.parse(str(getattr(config, row.name)))
+                row.parse(str(value))
             except (ValueError, argparse.ArgumentTypeError) as error:
                 problems.append(f"{row.flag} {error}")
     if problems:

@@ -23,4 +23,6 @@ CHANNELS: web.AppKey[Channels] = web.AppKey("channels")
 RUNNER: web.AppKey[Runner] = web.AppKey("runner")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 LAG_PROBE: web.AppKey[LagProbe] = web.AppKey("lag_probe")
+# "cgroup" or "process-group": how jobs are contained, for /api/health and the home page.
+CONTAINMENT: web.AppKey[str] = web.AppKey("containment")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse[bool]]] = web.AppKey("sockets")

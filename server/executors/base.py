@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from server.procs.cgroup import JobCgroup
 from server.procs.identity import ProcessIdentity
 from server.procs.kill import KillReport
 from server.procs.spawn import SpawnedProcess
@@ -28,6 +29,7 @@ class JobHandle:
     pgid: int
     identity: ProcessIdentity
     spawned: SpawnedProcess
+    cgroup: JobCgroup | None = None  # the job's own cgroup, when cgroups are in use
 
 
 class Executor(Protocol):
@@ -50,5 +52,10 @@ class Executor(Protocol):
     async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]: ...
 
     async def kill(self, handle: JobHandle, *, grace: float) -> KillReport: ...
+
+    def end_reason(self, handle: JobHandle) -> str | None:
+        """Why the job ended, when only the executor can tell (the memory limit), once
+        `wait` has returned; None otherwise."""
+        ...
 
     def release(self, handle: JobHandle) -> None: ...

@@ -1,25 +1,73 @@
-"""The default executor: each job a process group (and session) on this machine."""
+"""The default executor: each job a session on this machine, in its own cgroup where the
+kernel allows one (else a process group found by identity and marker)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import subprocess
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import psutil
+
 from server.executors.base import JobHandle
+from server.procs.cgroup import Cgroups, CgroupUnavailable, JobCgroup, kill_cgroup, setup
 from server.procs.kill import KillReport, Target, kill_tree
 from server.procs.lines import read_lines
 from server.procs.sampler import TreeSampler
 from server.procs.spawn import spawn, wait_exited
 
+log = logging.getLogger(__name__)
+
 # How long the exit code may wait for the output pipe to close once the leader is gone.
 OUTPUT_CLOSE_SECONDS = 5.0
+MB = 1024 * 1024
+
+
+def containment(install_id: str, *, root: Path | None, memory_mb: int | None) -> Cgroups | None:
+    """This install's cgroups, or None where they cannot be made (process groups then).
+
+    A memory limit without cgroups cannot be kept, so it stops the start-up instead of
+    being ignored.
+    """
+    try:
+        cgroups = setup(install_id, root=root, memory_mb=memory_mb)
+    except CgroupUnavailable as why:
+        if memory_mb is not None:
+            raise SystemExit(
+                f"error: --job-memory-mb {memory_mb} needs cgroups, which cannot be used here: {why}"
+            ) from None
+        log.warning("containment: process groups and markers (no cgroups: %s)", why)
+        return None
+    memory = "v2" if cgroups.memory_v2 else "v1" if cgroups.memory_parent else "not accounted"
+    log.info(
+        "containment: one cgroup per job under %s (memory: %s, limit: %s)",
+        cgroups.parent,
+        memory,
+        f"{memory_mb} MB" if memory_mb is not None else "none",
+    )
+    return cgroups
 
 
 class LocalExecutor:
-    def __init__(self, *, max_line_bytes: int = 65536) -> None:
+    def __init__(
+        self,
+        *,
+        max_line_bytes: int = 65536,
+        cgroups: Cgroups | None = None,
+        kill_grace: float = 5.0,
+    ) -> None:
         self.sampler = TreeSampler()
+        self.cgroups = cgroups
         self._max_line_bytes = max_line_bytes
+        self._kill_grace = kill_grace
+        # job id -> (cpu usec, monotonic time) of the last sample, for a real delta.
+        self._cpu: dict[int, tuple[int, float]] = {}
+        self._started: dict[int, float] = {}
+        self._oom: dict[int, int] = {}
 
     async def start(
         self,
@@ -31,7 +79,30 @@ class LocalExecutor:
         env: Mapping[str, str] | None = None,
         own_stderr: bool = False,
     ) -> JobHandle:
-        spawned = await spawn(argv, marker=marker, cwd=cwd, env=env, own_stderr=own_stderr)
+        cgroup: JobCgroup | None = None
+        if self.cgroups is not None:
+            try:
+                cgroup = await asyncio.to_thread(self.cgroups.create, job_id)
+            except OSError as error:
+                raise OSError(f"cannot create the job's cgroup: {error}") from error
+        try:
+            spawned = await spawn(
+                argv,
+                marker=marker,
+                cwd=cwd,
+                env=env,
+                own_stderr=own_stderr,
+                preexec=cgroup.preexec() if cgroup else None,
+            )
+        except subprocess.SubprocessError as error:
+            assert cgroup is not None  # only preexec raises this
+            cgroup.remove()
+            raise OSError(f"cannot place the job in its cgroup {cgroup.path}: {error}") from error
+        except OSError:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+        self._started[job_id] = time.monotonic()
         return JobHandle(
             job_id=job_id,
             marker=marker,
@@ -39,6 +110,7 @@ class LocalExecutor:
             pgid=spawned.pgid,
             identity=spawned.identity,
             spawned=spawned,
+            cgroup=cgroup,
         )
 
     def lines(self, handle: JobHandle) -> AsyncIterator[str]:
@@ -54,22 +126,74 @@ class LocalExecutor:
         await wait_exited(process)
         try:
             async with asyncio.timeout(OUTPUT_CLOSE_SECONDS):
-                return await process.wait()
+                code = await process.wait()
         except TimeoutError:
             # The leader has exited but something we could not kill holds its output open
             # (it shed our marker): stop reading so the pipe does not keep us waiting.
             process._transport.close()  # type: ignore[attr-defined]  # no public way
-            return await process.wait()
+            code = await process.wait()
+        if handle.cgroup is not None:
+            await self._end_cgroup(handle, handle.cgroup)
+        return code
+
+    async def _end_cgroup(self, handle: JobHandle, cgroup: JobCgroup) -> None:
+        """A job is over when its program is: what it left in its cgroup (a daemon that
+        closed its output) is killed, the OOM count kept, the cgroup removed."""
+        if cgroup.populated():
+            report = await kill_cgroup(cgroup, grace=self._kill_grace, job_id=handle.job_id)
+            log.info("job %s: left processes in its cgroup: %s", handle.job_id, report.reason)
+        self._oom[handle.job_id] = cgroup.oom_kills()
+        cgroup.remove()
+
+    def end_reason(self, handle: JobHandle) -> str | None:
+        kills = self._oom.get(handle.job_id, 0)
+        if not kills or self.cgroups is None or self.cgroups.memory_limit is None:
+            return None
+        limit = self.cgroups.memory_limit // MB
+        return f"killed by the job memory limit of {limit} MB ({kills} process(es) OOM-killed)"
 
     async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]:
         def sample_all() -> dict[int, dict[str, Any]]:
-            by_pid = self.sampler.sample_many([h.pid for h in handles])
-            return {h.job_id: by_pid[h.pid] for h in handles}
+            trees = [h for h in handles if h.cgroup is None]
+            by_pid = self.sampler.sample_many([h.pid for h in trees])
+            out = {h.job_id: by_pid[h.pid] for h in trees}
+            for h in handles:
+                if h.cgroup is not None:
+                    out[h.job_id] = self._sample_cgroup(h, h.cgroup)
+            return out
 
         # psutil reads /proc for every process of every tree: keep it off the event loop.
         return await asyncio.to_thread(sample_all)
 
+    def _sample_cgroup(self, handle: JobHandle, cgroup: JobCgroup) -> dict[str, Any]:
+        """The kernel's own counts: CPU of every process that ever ran in the cgroup,
+        short-lived ones included, and its memory charge (and peak)."""
+        now = time.monotonic()
+        started = self._started.get(handle.job_id, now)
+        usec = cgroup.cpu_usec() or 0
+        last_usec, last_time = self._cpu.get(handle.job_id, (0, started))
+        self._cpu[handle.job_id] = (usec, now)
+        wall = now - last_time
+        cpu = 100.0 * (usec - last_usec) / 1e6 / wall if wall > 0 else 0.0
+        pids = cgroup.pids()
+        current, peak = cgroup.memory()
+        if current is None:  # memory not in any usable hierarchy: sum the members' RSS
+            current = _rss(pids)
+        sample: dict[str, Any] = {
+            "running": bool(pids),
+            "pid": handle.pid,
+            "cpu_percent": max(0.0, cpu),
+            "memory_mb": current / MB,
+            "elapsed_seconds": now - started,
+            "num_processes": len(pids),
+        }
+        if peak is not None:
+            sample["memory_peak_mb"] = peak / MB
+        return sample
+
     async def kill(self, handle: JobHandle, *, grace: float) -> KillReport:
+        if handle.cgroup is not None:
+            return await kill_cgroup(handle.cgroup, grace=grace, job_id=handle.job_id)
         target = Target.of(handle.pgid, handle.identity, handle.marker)
         return await kill_tree(target, grace=grace, escapees=True, job_id=handle.job_id)
 
@@ -88,3 +212,21 @@ class LocalExecutor:
         if stdin is not None and not stdin.is_closing():
             stdin.close()
         self.sampler.forget(handle.pid)
+        if handle.cgroup is not None and handle.cgroup.exists():
+            # wait() did not get to it (the runner failed): kill, and remove if empty; an
+            # orphan sweep removes it otherwise.
+            if handle.cgroup.populated():
+                handle.cgroup.kill_all()
+            handle.cgroup.remove()
+        for table in (self._cpu, self._started, self._oom):
+            table.pop(handle.job_id, None)
+
+
+def _rss(pids: Sequence[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            continue
+    return total

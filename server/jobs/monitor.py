@@ -94,10 +94,13 @@ class Monitor:
 
 
 def metrics_fields(sample: dict[str, Any]) -> dict[str, Any]:
-    return {
+    fields = {
         "cpu_percent": round(float(sample.get("cpu_percent", 0.0)), 1),
         "memory_mb": round(float(sample.get("memory_mb", 0.0)), 1),
         "elapsed_seconds": round(float(sample.get("elapsed_seconds", 0.0)), 1),
         "pid": sample.get("pid"),
         "num_processes": sample.get("num_processes", 0),
     }
+    if "memory_peak_mb" in sample:  # only a cgroup's memory charge keeps a peak
+        fields["memory_peak_mb"] = round(float(sample["memory_peak_mb"]), 1)
+    return fields

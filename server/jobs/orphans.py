@@ -8,15 +8,19 @@ with an `orphaned:` reason. Nothing unproven is ever signalled.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from server.executors.base import job_marker
 from server.jobs.state import ORPHANED_PREFIX, failure, record_ending
+from server.procs.cgroup import Cgroups, kill_cgroup
 from server.procs.identity import identity_matches, leader_state, marker_carriers
 from server.procs.kill import KillReport, Target, check_group, kill_tree
 from server.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,8 +56,16 @@ async def kill_job_row(
 
 
 class OrphanReaper:
-    def __init__(self, store: Store, *, kill_grace: float, instance_id: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        kill_grace: float,
+        instance_id: str | None = None,
+        cgroups: Cgroups | None = None,
+    ) -> None:
         self.store = store
+        self.cgroups = cgroups
         self.kill_grace = kill_grace
         self.instance_id = instance_id
 
@@ -78,13 +90,33 @@ class OrphanReaper:
         if self.instance_id is not None:
             live.add(self.instance_id)
         reports: list[OrphanReport] = []
-        for job in await self.store.get_active_jobs():
+        active = await self.store.get_active_jobs()
+        for job in active:
             if job["id"] in exclude_job_ids:
                 continue
             report = await self._settle(job, stale, instances, live, timeout_seconds, dry_run)
             if report is not None:
                 reports.append(report)
+        if not dry_run:
+            # A queued row may be starting in another instance on this data dir.
+            queued = await self.store.queued_jobs()
+            keep = set(exclude_job_ids) | {int(j["id"]) for j in [*active, *queued]}
+            await self._sweep_cgroups(keep)
         return reports
+
+    async def _sweep_cgroups(self, keep: Collection[int]) -> None:
+        """Kill and remove job cgroups no running job owns (a crash between a job's end
+        and its cgroup's removal); membership alone proves what is in them ours."""
+        if self.cgroups is None:
+            return
+        for job_id in await asyncio.to_thread(self.cgroups.job_ids):
+            if job_id in keep:
+                continue
+            cgroup = self.cgroups.job(job_id)
+            report = await kill_cgroup(cgroup, grace=self.kill_grace, job_id=job_id)
+            if report.signalled:
+                log.warning("job %s: leftover cgroup: %s", job_id, report.reason)
+            cgroup.remove()
 
     async def _settle(
         self,
@@ -127,7 +159,10 @@ class OrphanReaper:
         )
         # Something alive is provably the job's: its leader, its group, or a process that
         # left the group but carries the marker.
-        verified = leader_ours or (check.ours and check.members > 0)
+        # Membership of the job's cgroup is proof on its own: the list is the kernel's.
+        cgroup = self.cgroups.job(job_id) if self.cgroups is not None else None
+        in_cgroup = cgroup is not None and bool(await asyncio.to_thread(cgroup.pids))
+        verified = in_cgroup or leader_ours or (check.ours and check.members > 0)
         if not verified:
             verified = bool(await asyncio.to_thread(marker_carriers, marker))
         process_cause = None
@@ -147,9 +182,17 @@ class OrphanReaper:
         message = f"{ORPHANED_PREFIX} " + "; ".join(causes)
         killed = False
         if verified and not dry_run:
+            if cgroup is not None and in_cgroup:
+                report = await kill_cgroup(cgroup, grace=self.kill_grace, job_id=job_id)
+                killed = report.signalled
+                message += f"; {report.reason}"
+            # The identity and marker checks still run: for what left the cgroup.
             report = await kill_job_row(job, self.store.install_id, grace=self.kill_grace)
-            killed = report.signalled
-            message += f"; {report.reason}"
+            killed = killed or report.signalled
+            if report.signalled or not in_cgroup:
+                message += f"; {report.reason}"
+        if cgroup is not None and not dry_run:
+            cgroup.remove()
         if not dry_run:
             await record_ending(self.store, job_id, failure(message))
         return OrphanReport(job_id, pid, message, verified, killed)

@@ -265,7 +265,10 @@ class Runner:
 
     async def _record_end(self, running: RunningJob, code: int) -> None:
         detail = running.last_error_line or running.last_line
-        await self._end(running, decide_ending(code, cancel_reason=running.cancel_reason, detail=detail))
+        # The kernel's OOM count, not a guess from the signal, says a memory limit did it.
+        cause = self.executor.end_reason(running.handle) if running.handle else None
+        ending = decide_ending(code, cancel_reason=running.cancel_reason, detail=detail, cause=cause)
+        await self._end(running, ending)
 
     async def _end(self, running: RunningJob, ending: Ending) -> None:
         """Record the job's ending and tell everyone; the phase machine refuses a second."""

@@ -123,8 +123,11 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
-def decide_ending(code: int | None, *, cancel_reason: str | None, detail: str | None = None) -> Ending:
-    """The status a job that ran ends with: cancelled if it was cancelled, else by its exit."""
+def decide_ending(
+    code: int | None, *, cancel_reason: str | None, detail: str | None = None, cause: str | None = None
+) -> Ending:
+    """The status a job that ran ends with: cancelled if it was cancelled, else by its exit.
+    `cause` is what the executor knows killed it (a memory limit), put first."""
     if cancel_reason is not None:
         return Ending(JobStatus.CANCELLED, code, cancel_reason=cancel_reason)
     if code == 0:
@@ -132,6 +135,8 @@ def decide_ending(code: int | None, *, cancel_reason: str | None, detail: str | 
     if code is None:
         return Ending(JobStatus.FAILED, None, message=detail)
     message = describe_exit(code) + (f": {detail}" if detail else "")
+    if cause:
+        message = f"{cause}; {message}"
     return Ending(JobStatus.FAILED, code, message=message)
 
 

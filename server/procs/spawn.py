@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from server.procs.identity import MARKER_ENV, ProcessIdentity, boot_id, read_identity
@@ -24,12 +24,15 @@ async def spawn(
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
     own_stderr: bool = False,
+    preexec: Callable[[], None] | None = None,
 ) -> SpawnedProcess:
     """Start argv as the leader of a new session (and group) with the job's marker set.
 
     stdin is a pipe left open: closing it is how the child learns its parent went away.
     stdout and stderr share one pipe (with own_stderr, stderr stays ours: a terminal).
-    Raises OSError (FileNotFoundError, ...) if argv cannot be started.
+    preexec runs in the child after setsid, before exec (it joins the job's cgroup).
+    Raises OSError (FileNotFoundError, ...) if argv cannot be started,
+    subprocess.SubprocessError if preexec failed.
     """
     child_env = dict(os.environ if env is None else env)
     child_env[MARKER_ENV] = marker
@@ -41,6 +44,7 @@ async def spawn(
         cwd=cwd,
         env=child_env,
         start_new_session=True,
+        preexec_fn=preexec,
     )
     identity = read_identity(process.pid)
     if identity is None:

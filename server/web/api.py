@@ -207,6 +207,7 @@ async def health(request: web.Request) -> web.Response:
         "instance": runner.instance_id,
         # Live asyncio tasks, so a leak (a socket's writer, a grace timer) shows from outside.
         "tasks": len(asyncio.all_tasks()),
+        "containment": request.app[keys.CONTAINMENT],
     }
     probe = request.app.get(keys.LAG_PROBE)
     if probe is not None:

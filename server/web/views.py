@@ -65,6 +65,8 @@ async def index(request: web.Request) -> dict[str, Any]:
         "disconnect_grace": config.disconnect_grace,
         "models": MODEL_SUGGESTIONS,
         "languages": LANGUAGES,
+        "containment": request.app[keys.CONTAINMENT],
+        "job_memory_mb": config.job_memory_mb,
     }
 
 

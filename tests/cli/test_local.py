@@ -169,7 +169,7 @@ def test_db_backup_writes_a_valid_copy(data_dir: Path, tmp_path: Path) -> None:
     result = cli("db", "backup", str(dest), "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"backed up {data_dir / 'transcriptor.db'} to {dest} (")
-    assert "schema version 1, 1 job(s)); integrity check ok" in result.stdout
+    assert f"schema version {SCHEMA_VERSION}, 1 job(s)); integrity check ok" in result.stdout
     assert dest.read_bytes().startswith(b"SQLite format 3\x00")
     conn = sqlite3.connect(f"file:{dest}?mode=ro", uri=True)
     try:

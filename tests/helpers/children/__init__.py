@@ -14,6 +14,10 @@ printer.py COUNT [--cr] [--long BYTES]
                                  --long: then BYTES of "x" with no line end
 env_marker.py NAME               print the value of env var NAME (or "<unset>")
 stdin_eof.py                     print "ready PID", read stdin to EOF, print "eof", exit 0
+daemon.py PIDFILE SECONDS        double-fork, setsid, close stdio, exec with an empty env;
+                                 print "daemon PID", the daemon writes PIDFILE and sleeps
+churn.py SECONDS [--life S]      children one after another, each burning a core S s
+hog.py MB SECONDS                allocate MB megabytes ("allocated N"), then sleep
 """
 
 from __future__ import annotations
