@@ -17,7 +17,7 @@ from server.resources import resource_path
 T = TypeVar("T")
 
 SCHEMA_PATH = resource_path("schema.sql")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 JOBS_TABLE = "transcription_jobs"
 # Long enough that 50 concurrent writers plus a CLI in another process never see
 # "database is locked"; each write transaction holds the lock for well under a millisecond.
@@ -264,9 +264,27 @@ def _migrate_v0(conn: sqlite3.Connection, now: str) -> None:
     _ensure_meta(conn, now)
 
 
+# Columns version 2 adds for jobs on a Ray cluster (issue #17); all nullable.
+_V2_COLUMNS = (
+    ("executor", "TEXT"),
+    ("ray_submission_id", "TEXT"),
+    ("ray_node", "TEXT"),
+    ("job_secret_hash", "TEXT"),
+)
+
+
+def _migrate_v1(conn: sqlite3.Connection, now: str) -> None:
+    """Version 1 -> 2: the executor columns. A v0 upgrade already made them from the
+    current schema, so only the missing ones are added."""
+    have = {name for name, _ in _columns(conn, JOBS_TABLE)}
+    for name, decl in _V2_COLUMNS:
+        if name not in have:
+            conn.execute(f'ALTER TABLE {JOBS_TABLE} ADD COLUMN "{name}" {decl}')
+
+
 # version found -> the step that brings it to version + 1. A plain table, not state: tests
 # swap a step out in a child process to kill a migration midway.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection, str], None]] = {0: _migrate_v0}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection, str], None]] = {0: _migrate_v0, 1: _migrate_v1}
 
 
 def prepare(path: Path) -> None:
