@@ -23,10 +23,11 @@ from aiohttp.web_middlewares import Middleware
 from server import keys
 from server.config import Config
 from server.executors.base import Executor
-from server.executors.local import LocalExecutor
+from server.executors.select import choose_executor
 from server.jobs.channels import Channels
 from server.jobs.monitor import Monitor
 from server.jobs.orphans import OrphanReaper
+from server.jobs.reattach import reattach_jobs
 from server.jobs.runner import Runner
 from server.lagprobe import LagProbe
 from server.procs.identity import read_identity
@@ -87,7 +88,10 @@ def _runner_ctx(
         instance_id = await store.register_instance(
             pid=me.pid, start_ticks=me.start_ticks, boot_id=me.boot_id
         )
-        reaper = OrphanReaper(store, kill_grace=config.kill_grace, instance_id=instance_id)
+        chosen = choose_executor(config, store, executor)
+        reaper = OrphanReaper(
+            store, kill_grace=config.kill_grace, instance_id=instance_id, remote=chosen.remote
+        )
         app[keys.REAPER] = reaper
         # Settle what a previous instance left running before taking new work.
         for report in await reaper.reap(config.orphan_timeout, live_instance_ids={instance_id}):
@@ -96,7 +100,7 @@ def _runner_ctx(
         runner = Runner(
             config,
             store,
-            executor or LocalExecutor(),
+            chosen.executor,
             channels,
             instance_id=instance_id,
         )
@@ -104,6 +108,9 @@ def _runner_ctx(
         channels.on_joined = runner.client_joined
         app[keys.CHANNELS] = channels
         app[keys.RUNNER] = runner
+        if chosen.reattach:
+            # Jobs a cluster kept running through a crash are followed again first.
+            await reattach_jobs(runner, chosen.executor, "ray")  # type: ignore[arg-type]
         await runner.start()
         try:
             yield

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.resources import resource_path
-from server.web import api, views, ws
+from server.web import api, node, views, ws
 
 STATIC_DIR = resource_path("static")
 
@@ -24,4 +24,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/jobs/{id}/segments", api.job_segments)
     app.router.add_get("/api/jobs/{id}/metrics", api.job_metrics)
     app.router.add_get(r"/api/jobs/{id}/transcript.{kind}", api.transcript)
+    app.router.add_get("/api/node/jobs/{id}/audio", node.job_audio)
     app.router.add_static("/static/", STATIC_DIR, name="static")

@@ -1,0 +1,161 @@
+"""Jobs on a real Ray head on loopback (issue #17): the same live log, metrics, transcript,
+stop and auto-kill as local jobs, and no work lost to a server crash."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.ray_entry import SECRET_ENV, SECRET_HEADER
+from server.app import create_app
+from server.config import Config
+from server.executors.base import job_marker
+from server.procs.identity import marker_carriers
+from tests.executors.conftest import require_ray
+from tests.helpers.server_proc import free_port
+from tests.server.conftest import fake_command
+from tests.server.test_jobs import upload, wait_for_line, wait_status
+from tests.server.wsclient import collect_until, is_final_status
+
+pytestmark = pytest.mark.slow
+
+# A Ray job's first line comes ~3.5 s after submit and its tail closes 3-5 s after it ends.
+JOB_TIMEOUT = 120.0
+
+
+async def ray_client(aiohttp_client: Any, config: Config) -> Any:
+    # On config.port, so the node reaches it at config.node_url.
+    return await aiohttp_client(create_app(config), server_kwargs={"port": config.port})
+
+
+async def ray_job_info(config: Config, submission_id: str) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    client = await asyncio.to_thread(JobSubmissionClient, config.ray_address)
+    return await asyncio.to_thread(client.get_job_info, submission_id)
+
+
+async def test_ray_job_completes_with_log_metrics_and_transcript(aiohttp_client, ray_config, tone):
+    config = ray_config("--lines", "30", "--interval", "0.1")
+    client = await ray_client(aiohttp_client, config)
+    job = await (await upload(client, tone)).json()
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"]})
+        seen = await collect_until(ws, is_final_status, timeout=JOB_TIMEOUT)
+    assert seen[-1]["status"] == "completed", seen[-5:]
+    logs = [m for m in seen if m["type"] == "log"]
+    assert [m["seq"] for m in logs] == list(range(1, len(logs) + 1))
+    lines = [m["line"] for m in logs]
+    assert "line 30 of 30" in lines and lines[-1] == "done"
+    assert not [line for line in lines if line.startswith(("[metrics]", "[result]"))]
+    metrics = [m for m in seen if m["type"] == "metrics"]
+    assert metrics and max(m["num_processes"] for m in metrics) >= 2  # wrapper + pipeline
+    assert any(m["type"] == "segment" for m in seen)
+
+    final = await (await client.get(f"/api/jobs/{job['id']}")).json()
+    assert final["executor"] == "ray" and final["exit_code"] == 0
+    assert final["ray_submission_id"].startswith("transcriptor-") and final["ray_node"]
+    assert final["job_secret_hash"] is None  # used once, then forgotten
+    text = await (await client.get(f"/api/jobs/{job['id']}/transcript.txt")).text()
+    assert "segment 1" in text
+    log_text = Path(final["log_file_path"]).read_text()
+    assert log_text.count("\n") == len(logs)
+
+    info = await ray_job_info(config, final["ray_submission_id"])
+    assert info.metadata["transcriptor_job"] == str(job["id"])
+    secret = info.runtime_env["env_vars"][SECRET_ENV]
+    assert str(config.data_dir) not in info.entrypoint and secret not in info.entrypoint
+    assert secret not in log_text
+    again = await client.get(f"/api/node/jobs/{job['id']}/audio", headers={SECRET_HEADER: secret})
+    assert again.status == 403
+    assert job_processes(job_marker(await install_id(client), job["id"])) == []
+
+
+async def install_id(client: Any) -> str:
+    from server import keys
+
+    return client.server.app[keys.STORE].install_id
+
+
+def job_processes(marker: str) -> list[int]:
+    """The job's processes on this machine (the node): the wrapper, the pipeline and its
+    children carry the marker; Ray's own supervisor actor (ray::...) is not the job."""
+    import psutil
+
+    found = []
+    for ident in marker_carriers(marker):
+        try:
+            if not psutil.Process(ident.pid).name().startswith("ray::"):
+                found.append(ident.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+async def test_stop_stops_the_ray_job_and_every_process(aiohttp_client, ray_config, tone):
+    config = ray_config("--lines", "100000", "--interval", "0.05", "--grandchildren", "1")
+    client = await ray_client(aiohttp_client, config)
+    job = await (await upload(client, tone, on_disconnect="keep")).json()
+    await wait_for_line(client, job["id"], timeout=JOB_TIMEOUT)
+    marker = job_marker(await install_id(client), job["id"])
+    assert len(job_processes(marker)) >= 3  # wrapper, pipeline, its sleeping child
+    response = await client.post(f"/api/jobs/{job['id']}/stop")
+    assert response.status == 200
+    stopped = await response.json()
+    assert stopped["status"] == "cancelled" and stopped["cancel_reason"] == "stopped by user"
+    # Recorded only once Ray said STOPPED, and nothing of the job outlives it.
+    assert (await ray_job_info(config, stopped["ray_submission_id"])).status.value == "STOPPED"
+    assert job_processes(marker) == []
+
+
+async def test_last_client_leaving_stops_the_ray_job(aiohttp_client, ray_config, tone):
+    config = ray_config("--lines", "100000", "--interval", "0.05")
+    client = await ray_client(aiohttp_client, config)
+    job = await (await upload(client, tone)).json()
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job": job["id"]})
+        await collect_until(ws, lambda m: m["type"] == "log", timeout=JOB_TIMEOUT)
+    final = await wait_status(client, job["id"], {"cancelled", "failed", "completed"}, timeout=60)
+    assert final["status"] == "cancelled" and final["cancel_reason"] == "all clients disconnected"
+    assert (await ray_job_info(config, final["ray_submission_id"])).status.value == "STOPPED"
+    assert job_processes(job_marker(await install_id(client), job["id"])) == []
+
+
+async def test_node_with_another_version_fails_the_job_with_one_clear_line(
+    aiohttp_client, ray_config, tone, monkeypatch
+):
+    # The server expects a version this node does not run.
+    monkeypatch.setattr("server.executors.ray.transcriptor_version", lambda: "0.0.0-other")
+    client = await ray_client(aiohttp_client, ray_config())
+    job = await (await upload(client, tone, on_disconnect="keep")).json()
+    final = await wait_status(client, job["id"], {"cancelled", "failed", "completed"}, timeout=JOB_TIMEOUT)
+    assert final["status"] == "failed" and final["exit_code"] == 2
+    assert "version mismatch" in final["error_message"]
+    assert "0.0.0-other" in final["error_message"]
+    lines = Path(final["log_file_path"]).read_text().splitlines()
+    assert sum("version mismatch" in line for line in lines) == 1
+
+
+async def test_ray_head_down_at_submit_fails_the_job_and_the_server_serves_on(
+    aiohttp_client, tmp_path, tone
+):
+    require_ray()
+    config = Config(
+        data_dir=tmp_path / "data",
+        executor="ray",
+        ray_address=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        disk_reserve_mb=0,
+        heartbeat_interval=0.5,
+        pipeline_command=fake_command(),
+    )
+    client = await aiohttp_client(create_app(config))
+    job = await (await upload(client, tone, on_disconnect="keep")).json()
+    final = await wait_status(client, job["id"], {"cancelled", "failed", "completed"}, timeout=60)
+    assert final["status"] == "failed"
+    assert final["error_message"].startswith("failed to start: cannot reach the Ray cluster at")
+    assert (await client.get("/api/health")).status == 200
+    second = await upload(client, tone)
+    assert second.status == 201
