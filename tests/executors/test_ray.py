@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
+from pipeline.protocol import format_progress, format_segment
 from pipeline.ray_entry import SECRET_ENV, SECRET_HEADER
 from server.app import create_app
 from server.config import Config
 from server.executors.base import job_marker
 from server.procs.identity import marker_carriers
 from tests.executors.conftest import require_ray
-from tests.helpers.server_proc import free_port
+from tests.helpers.server_proc import ServerProcess, fake_pipeline_args, free_port, wait_for
 from tests.server.conftest import fake_command
 from tests.server.test_jobs import upload, wait_for_line, wait_status
 from tests.server.wsclient import collect_until, is_final_status
@@ -159,3 +160,73 @@ async def test_ray_head_down_at_submit_fails_the_job_and_the_server_serves_on(
     assert (await client.get("/api/health")).status == 200
     second = await upload(client, tone)
     assert second.status == 201
+
+
+def ray_server(tmp_path: Path, ray_address: str, *fake: str) -> ServerProcess:
+    return ServerProcess(
+        tmp_path / "data",
+        ["--executor", "ray", "--ray-address", ray_address, *fake_pipeline_args(*fake)],
+    )
+
+
+def expected_fake_log(lines: int) -> list[str]:
+    """What the fake pipeline prints (one segment every --lines / 3 lines) and nothing else."""
+    out, segments = [], 0
+    for i in range(lines):
+        out.append(f"line {i + 1} of {lines}")
+        if i % max(1, lines // 3) == 0 and segments < 3:
+            segments += 1
+            out.append(format_segment(float(i), float(i + 1), f"segment {segments}"))
+        out.append(format_progress(i + 1, float(lines)))
+    return [*out, "done"]
+
+
+def job_log_tail(path: str, start_marker: str) -> list[str]:
+    """The log from the first fake pipeline line on (Ray's and the wrapper's lines first)."""
+    lines = Path(path).read_text().splitlines()
+    return lines[lines.index(start_marker) :]
+
+
+def test_server_sigkill_reattaches_a_running_ray_job_without_losing_a_line(tmp_path, ray_address, tone):
+    server = ray_server(tmp_path, ray_address, "--lines", "120", "--interval", "0.1").start()
+    try:
+        job = server.upload(tone, on_disconnect="keep")
+        wait_for(lambda: len(server.log_lines(job["id"])) >= 10, JOB_TIMEOUT, "some log lines")
+        row = server.job(job["id"])
+        server.sigkill()
+        # A Ray job outlives the server: it is still running when the server is back.
+        server.start()
+        final = server.wait_final(job["id"], timeout=JOB_TIMEOUT)
+        assert final["status"] == "completed", final
+        assert final["ray_submission_id"] == row["ray_submission_id"]
+        assert final["instance_id"] != row["instance_id"]
+        log = job_log_tail(final["log_file_path"], "line 1 of 120")
+        assert log == expected_fake_log(120)  # no line repeated, none missing
+        transcript = server.request("GET", f"/api/jobs/{job['id']}/transcript.txt")
+        assert transcript.status == 200 and b"segment 3" in transcript.body
+    finally:
+        server.stop()
+
+
+def test_ray_job_that_finished_while_the_server_was_down_takes_its_status_from_ray(
+    tmp_path, ray_address, tone
+):
+    server = ray_server(tmp_path, ray_address, "--lines", "40", "--interval", "0.1").start()
+    try:
+        job = server.upload(tone, on_disconnect="keep")
+        wait_for(lambda: server.log_lines(job["id"]), JOB_TIMEOUT, "a log line")
+        row = server.job(job["id"])
+        server.sigkill()
+        from ray.job_submission import JobSubmissionClient
+
+        ray = JobSubmissionClient(ray_address)
+        submission_id = row["ray_submission_id"]
+        wait_for(lambda: ray.get_job_status(submission_id).is_terminal(), JOB_TIMEOUT, "the Ray job to end")
+        server.start()
+        final = server.wait_final(job["id"], timeout=JOB_TIMEOUT)
+        assert final["status"] == "completed" and final["exit_code"] == 0, final
+        assert job_log_tail(final["log_file_path"], "line 1 of 40") == expected_fake_log(40)
+        transcript = server.request("GET", f"/api/jobs/{job['id']}/transcript.txt")
+        assert transcript.status == 200 and b"segment 1" in transcript.body
+    finally:
+        server.stop()
