@@ -230,3 +230,23 @@ def test_ray_job_that_finished_while_the_server_was_down_takes_its_status_from_r
         assert transcript.status == 200 and b"segment 1" in transcript.body
     finally:
         server.stop()
+
+
+async def test_ray_job_whose_row_is_over_is_stopped_by_the_cluster_sweep(aiohttp_client, ray_config, tone):
+    from server import keys
+
+    config = ray_config("--lines", "100000", "--interval", "0.05")
+    client = await ray_client(aiohttp_client, config)
+    job = await (await upload(client, tone, on_disconnect="keep")).json()
+    await wait_for_line(client, job["id"], timeout=JOB_TIMEOUT)
+    row = await (await client.get(f"/api/jobs/{job['id']}")).json()
+    # The database says the job is over (another tool settled it) while Ray still runs it.
+    assert await client.server.app[keys.STORE].fail_job(job["id"], "settled elsewhere")
+    async with asyncio.timeout(60):
+        while (await ray_job_info(config, row["ray_submission_id"])).status.value != "STOPPED":
+            await asyncio.sleep(0.2)
+    final = await wait_status(client, job["id"], {"failed"})
+    assert final["error_message"] == "settled elsewhere"
+    async with asyncio.timeout(10):
+        while job_processes(job_marker(await install_id(client), job["id"])):
+            await asyncio.sleep(0.1)
