@@ -40,6 +40,9 @@ TAIL_CLOSE_SECONDS = 15.0
 STATUS_POLL_SECONDS = 0.5
 # A tail that breaks while the job runs (a dashboard restart) is opened again this often.
 TAIL_RETRIES = 5
+# How long wait() asks an unreachable cluster before failing the job; if the Ray job
+# still runs when the cluster is back, the cluster sweep stops it (its row is over).
+UNREACHABLE_SECONDS = 120.0
 
 
 def secret_hash(secret: str) -> str:
@@ -270,12 +273,16 @@ class RayExecutor:
     async def wait(self, handle: JobHandle) -> int:
         """The job's exit code once Ray reports it ended; a stop reads as SIGTERM (-15)."""
         ray = cast(RayJobHandle, handle)
+        reachable = time.monotonic()
         while True:
             try:
                 info = ray.info = await self.cluster.info(ray.remote_id)
+                reachable = time.monotonic()
             except ClusterError as error:
                 log.warning("job %s: %s", ray.job_id, error)
                 info = None
+                if time.monotonic() - reachable > UNREACHABLE_SECONDS:
+                    return 1
             if info is not None and info.terminal:
                 if info.status == STOPPED:
                     return -15
