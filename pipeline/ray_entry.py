@@ -35,6 +35,8 @@ SECRET_ENV = "TRANSCRIPTOR_JOB_SECRET"
 SECRET_HEADER = "X-Transcriptor-Job-Secret"
 EXIT_BAD_NODE = 2
 FETCH_TIMEOUT = 60.0
+# The server cuts a local job's lines at this many bytes; a node's are cut the same way.
+MAX_LINE_BYTES = 65536
 
 
 def transcriptor_version() -> str:
@@ -74,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("options", nargs=argparse.REMAINDER, help="-- then the pipeline's options")
     return parser
+
+
+def split_output(raw: bytes, max_bytes: int = MAX_LINE_BYTES) -> list[str]:
+    """One chunk of the pipeline's output ending at \n, as the lines the server would
+    make of it for a local job: split at a lone \r too, long lines cut, not UTF-8 -> U+FFFD."""
+    text = raw[:-1] if raw.endswith(b"\n") else raw
+    if text.endswith(b"\r"):
+        text = text[:-1]  # \r\n ends one line
+    lines = []
+    for part in text.split(b"\r"):
+        while len(part) > max_bytes:
+            cut = max_bytes
+            while cut > max_bytes - 3 and (part[cut] & 0xC0) == 0x80:
+                cut -= 1  # not inside a UTF-8 character
+            lines.append(part[:cut].decode("utf-8", errors="replace"))
+            part = part[cut:]
+        lines.append(part.decode("utf-8", errors="replace"))
+    return lines
 
 
 def fetch_audio(server: str, job_id: int, secret: str, folder: Path) -> Path:
@@ -153,7 +173,8 @@ def run(args: argparse.Namespace, say: Output) -> int:
             ).start()
         assert child.stdout is not None
         for raw in child.stdout:
-            say(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            for line in split_output(raw):
+                say(line)
         code = child.wait()
         stop.set()
         files = collect_outputs(out_dir) if out_dir.is_dir() else {}
