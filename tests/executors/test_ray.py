@@ -4,6 +4,7 @@ stop and auto-kill as local jobs, and no work lost to a server crash."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +251,26 @@ async def test_ray_job_whose_row_is_over_is_stopped_by_the_cluster_sweep(aiohttp
     async with asyncio.timeout(10):
         while job_processes(job_marker(await install_id(client), job["id"])):
             await asyncio.sleep(0.1)
+
+
+def test_cleanup_stops_the_ray_job_of_a_dead_server_and_fails_it_as_orphaned(tmp_path, ray_address, tone):
+    from tests.cli.conftest import clean_env, cli
+
+    server = ray_server(tmp_path, ray_address, "--lines", "100000", "--interval", "0.05").start()
+    job = server.upload(tone, on_disconnect="keep")
+    wait_for(lambda: server.log_lines(job["id"]), JOB_TIMEOUT, "a log line")
+    row = server.job(job["id"])
+    server.sigkill()  # and no server comes back to re-attach it
+    env = {**clean_env(), "TRANSCRIPTOR_RAY_ADDRESS": ray_address}
+    done = cli("cleanup", "--data-dir", str(tmp_path / "data"), env=env)
+    assert done.returncode == 0, done.stderr
+    db = sqlite3.connect(tmp_path / "data" / "transcriptor.db")
+    status, message = db.execute(
+        "SELECT status, error_message FROM transcription_jobs WHERE id = ?", (job["id"],)
+    ).fetchone()
+    assert status == "failed" and message.startswith("orphaned:") and "asked Ray to stop" in message
+    from ray.job_submission import JobSubmissionClient
+
+    ray = JobSubmissionClient(ray_address)
+    submission_id = row["ray_submission_id"]
+    wait_for(lambda: ray.get_job_status(submission_id).value == "STOPPED", 30, "the Ray job to stop")

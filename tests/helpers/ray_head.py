@@ -116,9 +116,11 @@ def stop_head(head: RayHead) -> None:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
     _gone, alive = psutil.wait_procs(owned, timeout=STOP_TIMEOUT / 2)
-    for proc in [*alive, *_owned(head)]:
+    stragglers = [*alive, *_owned(head)]
+    for proc in stragglers:
         with contextlib.suppress(psutil.Error):
             proc.kill()
+    psutil.wait_procs(stragglers, timeout=STOP_TIMEOUT / 2)
     with contextlib.suppress(subprocess.TimeoutExpired):
         head.proc.wait(timeout=STOP_TIMEOUT / 2)
     if head.proc.poll() is None:
