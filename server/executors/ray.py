@@ -25,7 +25,7 @@ from pipeline.protocol import parse_metrics, parse_result
 from pipeline.ray_entry import SECRET_ENV, transcriptor_version
 from server.config import Config
 from server.executors.base import JobHandle, RemoteJobHandle
-from server.executors.ray_cluster import STOPPED, ClusterError, RayCluster, RayJobInfo
+from server.executors.ray_cluster import STOPPED, ClusterError, NoSuchRayJob, RayCluster, RayJobInfo
 from server.executors.ray_orphans import write_result_files
 from server.procs.identity import MARKER_ENV, ProcessIdentity
 from server.procs.kill import KillReport
@@ -278,6 +278,9 @@ class RayExecutor:
             try:
                 info = ray.info = await self.cluster.info(ray.remote_id)
                 reachable = time.monotonic()
+            except NoSuchRayJob as error:
+                log.warning("job %s: %s", ray.job_id, error)  # the cluster was reset
+                return 1
             except ClusterError as error:
                 log.warning("job %s: %s", ray.job_id, error)
                 info = None
