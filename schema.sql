@@ -1,4 +1,4 @@
--- The current schema of the transcriptor database, complete (PRAGMA user_version = 2).
+-- The current schema of the transcriptor database, complete (PRAGMA user_version = 3).
 -- server/store.py runs this on a new database and migrates older ones up to it.
 -- Timestamps are UTC text 'YYYY-MM-DD HH:MM:SS.SSS' (strftime('%Y-%m-%d %H:%M:%f', 'now')),
 -- so they sort as text and julianday()/datetime() read them.
@@ -54,7 +54,12 @@ CREATE TABLE transcription_jobs (
     cancel_reason       TEXT,
     on_disconnect       TEXT NOT NULL DEFAULT 'cancel' CHECK (on_disconnect IN ('cancel', 'keep')),
     source              TEXT,                          -- NULL: pages or CLI; 'api: openai'
-    pipeline_options    TEXT                           -- more pipeline flags as JSON, or NULL
+    pipeline_options    TEXT,                          -- more pipeline flags as JSON, or NULL
+    -- Where it runs: NULL or 'local' (a process group here), or 'ray' (a Ray job).
+    executor            TEXT,
+    ray_submission_id   TEXT,                          -- never reused: a retry gets a new one
+    ray_node            TEXT,                          -- the node running its entrypoint
+    job_secret_hash     TEXT                           -- sha256 of the node's one-time secret
 );
 
 CREATE INDEX transcription_jobs_status ON transcription_jobs (status, id);

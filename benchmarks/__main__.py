@@ -32,6 +32,7 @@ SCRIPTS = (
     ("monitor_cost", "benchmarks.monitor_cost", "monitor cost"),
     ("cgroup_cost", "benchmarks.cgroup_cost", "monitor cost: cgroup accounting vs /proc sampler"),
     ("server_memory", "benchmarks.server_memory", "server memory"),
+    ("ray_latency", "benchmarks.ray_latency", "Ray executor: submit → first line, stop → gone"),
 )
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 NOTES_MARKER = "<!-- notes: kept as written when the table is regenerated -->"

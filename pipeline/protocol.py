@@ -77,3 +77,56 @@ def parse_line(line: str) -> Event | None:
         end = _seconds(*match.group(4, 5, 6))
         return Segment(start, end, match.group(7))
     return None
+
+
+# -- lines a wrapper on a cluster node adds (pipeline/ray_entry.py) ---------------------
+# They carry data for the server and are not log lines: the server takes them out of the
+# stream before numbering, so a job's log reads the same wherever it ran.
+METRICS_PREFIX = "[metrics] "
+RESULT_PREFIX = "[result] "
+
+
+def format_metrics(cpu_percent: float, memory_mb: float, num_processes: int) -> str:
+    return f"{METRICS_PREFIX}cpu={cpu_percent:.1f} mem_mb={memory_mb:.1f} procs={num_processes}"
+
+
+def parse_metrics(line: str) -> dict[str, float] | None:
+    """cpu_percent, memory_mb and num_processes of a metrics line, or None."""
+    if not line.startswith(METRICS_PREFIX):
+        return None
+    try:
+        fields = dict(part.split("=", 1) for part in line[len(METRICS_PREFIX) :].split())
+        return {
+            "cpu_percent": float(fields["cpu"]),
+            "memory_mb": float(fields["mem_mb"]),
+            "num_processes": int(fields["procs"]),
+        }
+    except (KeyError, ValueError):
+        return None
+
+
+def format_result(files: dict[str, bytes]) -> str:
+    """The output files of a run as one line: JSON of name -> content, zlib, base64."""
+    import base64
+    import json
+    import zlib
+
+    document = {name: base64.b64encode(data).decode("ascii") for name, data in files.items()}
+    packed = zlib.compress(json.dumps(document).encode("utf-8"), 6)
+    return RESULT_PREFIX + base64.b64encode(packed).decode("ascii")
+
+
+def parse_result(line: str) -> dict[str, bytes] | None:
+    """The files a result line carries, or None if it is not one (or is damaged)."""
+    if not line.startswith(RESULT_PREFIX):
+        return None
+    import base64
+    import binascii
+    import json
+    import zlib
+
+    try:
+        document = json.loads(zlib.decompress(base64.b64decode(line[len(RESULT_PREFIX) :])))
+        return {str(name): base64.b64decode(data) for name, data in document.items()}
+    except (ValueError, zlib.error, binascii.Error, AttributeError):
+        return None

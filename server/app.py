@@ -24,9 +24,11 @@ from server import keys
 from server.config import Config
 from server.executors.base import Executor
 from server.executors.local import LocalExecutor, containment
+from server.executors.select import choose_executor
 from server.jobs.channels import Channels
 from server.jobs.monitor import Monitor
 from server.jobs.orphans import OrphanReaper
+from server.jobs.reattach import reattach_jobs
 from server.jobs.runner import Runner
 from server.lagprobe import LagProbe
 from server.procs.identity import read_identity
@@ -93,8 +95,14 @@ def _runner_ctx(
             containment, store.install_id, root=config.cgroup_root, memory_mb=config.job_memory_mb
         )
         app[keys.CONTAINMENT] = "cgroup" if cgroups is not None else "process-group"
+        local = LocalExecutor(cgroups=cgroups, kill_grace=config.kill_grace)
+        chosen = choose_executor(config, store, executor, local=local)
         reaper = OrphanReaper(
-            store, kill_grace=config.kill_grace, instance_id=instance_id, cgroups=cgroups
+            store,
+            kill_grace=config.kill_grace,
+            instance_id=instance_id,
+            cgroups=cgroups,
+            remote=chosen.remote,
         )
         app[keys.REAPER] = reaper
         # Settle what a previous instance left running before taking new work.
@@ -104,7 +112,7 @@ def _runner_ctx(
         runner = Runner(
             config,
             store,
-            executor or LocalExecutor(cgroups=cgroups, kill_grace=config.kill_grace),
+            chosen.executor,
             channels,
             instance_id=instance_id,
             observer=app[keys.METRICS],
@@ -113,6 +121,9 @@ def _runner_ctx(
         channels.on_joined = runner.client_joined
         app[keys.CHANNELS] = channels
         app[keys.RUNNER] = runner
+        if chosen.reattach:
+            # Jobs a cluster kept running through a crash are followed again first.
+            await reattach_jobs(runner, chosen.executor, "ray")  # type: ignore[arg-type]
         await runner.start()
         try:
             yield

@@ -63,6 +63,16 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"must be true or false, not {text!r}")
 
 
+EXECUTORS = ("local", "ray")
+
+
+def _executor(text: str) -> str:
+    name = text.strip().lower()
+    if name not in EXECUTORS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(EXECUTORS)}, not {text!r}")
+    return name
+
+
 def _words(text: str) -> tuple[str, ...]:
     return tuple(shlex.split(text))
 
@@ -154,6 +164,21 @@ class Config:
         "(0: off; the benchmarks turn it on)",
         metavar="SECONDS",
     )
+    executor: str = setting(
+        "local",
+        "where jobs run: local (process groups on this machine) or ray (Ray Jobs on "
+        "--ray-address; needs the ray extra)",
+        metavar="local|ray",
+        parse=_executor,
+    )
+    ray_address: str | None = setting(
+        None, "the Ray dashboard's job API, e.g. http://127.0.0.1:8265 (--executor ray)", metavar="URL"
+    )
+    public_url: str | None = setting(
+        None,
+        "URL where Ray nodes reach this server to fetch their audio (default: http://HOST:PORT)",
+        metavar="URL",
+    )
 
     def __post_init__(self) -> None:
         if self.default_threads <= 0:
@@ -176,6 +201,14 @@ class Config:
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
+
+    @property
+    def node_url(self) -> str:
+        """Where a cluster node reaches this server."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def is_loopback(self) -> bool:
@@ -271,6 +304,8 @@ def check(config: Config) -> Config:
                 row.parse(str(value))
             except (ValueError, argparse.ArgumentTypeError) as error:
                 problems.append(f"{row.flag} {error}")
+    if config.executor == "ray" and not config.ray_address:
+        problems.append("--executor ray needs --ray-address (the Ray dashboard URL)")
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
     if not config.token and not config.is_loopback:

@@ -15,7 +15,7 @@ from typing import Any
 
 from server.executors.base import job_marker
 from server.jobs.logtail import tail_lines
-from server.jobs.orphans import OrphanReaper, OrphanReport, kill_job_row
+from server.jobs.orphans import OrphanReaper, OrphanReport, RemoteOrphans, kill_job_row
 from server.procs.identity import identity_matches, read_identity
 from server.procs.kill import KillReport
 from server.procs.sampler import TreeSampler, gone_sample
@@ -34,11 +34,12 @@ class ProcessManager:
         kill_grace: float = DEFAULT_KILL_GRACE,
         instance_id: str | None = None,
         sampler: TreeSampler | None = None,
+        remote: RemoteOrphans | None = None,
     ) -> None:
         self.store = store
         self.kill_grace = kill_grace
         self.sampler = sampler or TreeSampler()
-        self.reaper = OrphanReaper(store, kill_grace=kill_grace, instance_id=instance_id)
+        self.reaper = OrphanReaper(store, kill_grace=kill_grace, instance_id=instance_id, remote=remote)
 
     def marker(self, job_id: int) -> str:
         return job_marker(self.store.install_id, job_id)

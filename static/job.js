@@ -36,6 +36,10 @@ function describeMeta() {
   if (Number(job.chunk_seconds) > 0) parts.push(`chunks of ${job.chunk_seconds} s, ${job.overlap_seconds} s overlap`);
   const created = parseUtc(job.created_at);
   if (created) parts.push(`created ${formatWhen(created)}`);
+  // A job on a Ray cluster: its submission id (for `ray job logs`) and the node running it.
+  if (job.ray_submission_id) {
+    parts.push(`Ray job ${job.ray_submission_id}${job.ray_node ? ` on node ${job.ray_node.slice(0, 12)}` : ""}`);
+  }
   return parts.join(" · ");
 }
 

@@ -169,7 +169,14 @@ async def cleanup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     store = await Store.open(path)
     try:
         watched = await watched_by_live_servers(store, config.orphan_timeout)
-        manager = ProcessManager(store, kill_grace=config.kill_grace)
+        remote = None
+        if config.ray_address:
+            # Ray rows are settled from the cluster (TRANSCRIPTOR_RAY_ADDRESS), never re-attached here.
+            from server.executors.ray_cluster import RayCluster
+            from server.executors.ray_orphans import RayOrphans
+
+            remote = RayOrphans(RayCluster(config.ray_address), store, adopts=False)
+        manager = ProcessManager(store, kill_grace=config.kill_grace, remote=remote)
         reports = await manager.cleanup_orphaned_processes(
             config.orphan_timeout,
             live_instance_ids=(),

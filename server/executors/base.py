@@ -32,6 +32,15 @@ class JobHandle:
     cgroup: JobCgroup | None = None  # the job's own cgroup, when cgroups are in use
 
 
+@dataclass(eq=False)
+class RemoteJobHandle(JobHandle):
+    """A job that runs elsewhere (a cluster): its pid fields are 0 and name nothing here;
+    the row records `executor_name` and `remote_id` instead of a process."""
+
+    executor_name: str = ""
+    remote_id: str = ""
+
+
 class Executor(Protocol):
     async def start(
         self, job_id: int, argv: Sequence[str], *, marker: str, cwd: str | None = None

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from server.executors.base import job_marker
 from server.jobs.state import ORPHANED_PREFIX, failure, record_ending
@@ -55,6 +55,18 @@ async def kill_job_row(
     return await kill_tree(target, grace=grace, escapees=escapees, job_id=int(job["id"]))
 
 
+class RemoteOrphans(Protocol):
+    """The orphan rule for jobs an executor runs elsewhere (server/executors/ray_orphans.py)."""
+
+    executor_name: str
+
+    async def settle(
+        self, job: dict[str, Any], *, owner_alive: bool, dry_run: bool
+    ) -> OrphanReport | None: ...
+
+    async def sweep(self, *, dry_run: bool = False) -> list[OrphanReport]: ...
+
+
 class OrphanReaper:
     def __init__(
         self,
@@ -63,11 +75,13 @@ class OrphanReaper:
         kill_grace: float,
         instance_id: str | None = None,
         cgroups: Cgroups | None = None,
+        remote: RemoteOrphans | None = None,
     ) -> None:
         self.store = store
         self.cgroups = cgroups
         self.kill_grace = kill_grace
         self.instance_id = instance_id
+        self.remote = remote
 
     async def reap(
         self,
@@ -94,7 +108,11 @@ class OrphanReaper:
         for job in active:
             if job["id"] in exclude_job_ids:
                 continue
-            report = await self._settle(job, stale, instances, live, timeout_seconds, dry_run)
+            if job.get("executor") not in (None, "local"):
+                # Runs elsewhere: no local process to look for; its executor's rule applies.
+                report = await self._settle_remote(job, instances, live, dry_run)
+            else:
+                report = await self._settle(job, stale, instances, live, timeout_seconds, dry_run)
             if report is not None:
                 reports.append(report)
         if not dry_run:
@@ -102,6 +120,8 @@ class OrphanReaper:
             queued = await self.store.queued_jobs()
             keep = set(exclude_job_ids) | {int(j["id"]) for j in [*active, *queued]}
             await self._sweep_cgroups(keep)
+        if self.remote is not None:
+            reports += await self.remote.sweep(dry_run=dry_run)
         return reports
 
     async def _sweep_cgroups(self, keep: Collection[int]) -> None:
@@ -117,6 +137,21 @@ class OrphanReaper:
             if report.signalled:
                 log.warning("job %s: leftover cgroup: %s", job_id, report.reason)
             cgroup.remove()
+
+    async def _settle_remote(
+        self, job: dict[str, Any], instances: Mapping[str, dict[str, Any]], live: set[str], dry_run: bool
+    ) -> OrphanReport | None:
+        if self.remote is None or job.get("executor") != self.remote.executor_name:
+            return None  # nothing here can check it; left as it is
+        owner = job["instance_id"]
+        row = instances.get(owner) if owner is not None else None
+        owner_alive = owner in live or (
+            row is not None
+            and await asyncio.to_thread(
+                identity_matches, row["pid"], row["start_ticks"], row["boot_id"], None
+            )
+        )
+        return await self.remote.settle(job, owner_alive=owner_alive, dry_run=dry_run)
 
     async def _settle(
         self,

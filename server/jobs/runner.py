@@ -13,13 +13,14 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.protocol import Progress
 from server.config import Config
-from server.executors.base import Executor, JobHandle, job_marker
+from server.executors.base import Executor, JobHandle, RemoteJobHandle, job_marker
 from server.jobs.argv import pipeline_argv
 from server.jobs.channels import Channels
 from server.jobs.joblog import JobLog
@@ -184,10 +185,19 @@ class Runner:
 
     # -- one job -----------------------------------------------------------------------
 
-    async def _run(self, running: RunningJob) -> None:
+    def adopt(self, job_id: int, follow: Callable[[RunningJob], Awaitable[None]]) -> None:
+        """Take over a job a previous instance left running elsewhere (a cluster):
+        `follow` drives it from where it is, like _run_job from the start."""
+        running = RunningJob(job_id)
+        self.running[job_id] = running
+        running.task = asyncio.create_task(self._run(running, follow), name=f"job-{job_id}")
+
+    async def _run(
+        self, running: RunningJob, body: Callable[[RunningJob], Awaitable[None]] | None = None
+    ) -> None:
         job_id = running.job_id
         try:
-            await self._run_job(running)
+            await (body or self._run_job)(running)
         except Exception:
             log.exception("job %s: runner failed", job_id)
             # Kill first: a custom pipeline may not honour --lifeline, so releasing the
@@ -233,15 +243,21 @@ class Runner:
                 await self._end(running, failure(message))
                 return
             running.handle = handle
-            registered = await self.store.register_process(
-                job_id,
-                pid=handle.pid,
-                pgid=handle.pgid,
-                start_ticks=handle.identity.start_ticks,
-                boot_id=handle.identity.boot_id,
-                instance_id=self.instance_id,
-                log_file_path=str(log_path),
-            )
+            if isinstance(handle, RemoteJobHandle):
+                # No local process: the row already names the remote job.
+                registered = await self.store.register_remote(
+                    job_id, instance_id=self.instance_id, log_file_path=str(log_path)
+                )
+            else:
+                registered = await self.store.register_process(
+                    job_id,
+                    pid=handle.pid,
+                    pgid=handle.pgid,
+                    start_ticks=handle.identity.start_ticks,
+                    boot_id=handle.identity.boot_id,
+                    instance_id=self.instance_id,
+                    log_file_path=str(log_path),
+                )
             if not registered:
                 running.stop(REASON_BEFORE_START)
             if running.cancel_reason is not None:

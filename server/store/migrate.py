@@ -17,7 +17,7 @@ from server.resources import resource_path
 T = TypeVar("T")
 
 SCHEMA_PATH = resource_path("schema.sql")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 JOBS_TABLE = "transcription_jobs"
 # Long enough that 50 concurrent writers plus a CLI in another process never see
 # "database is locked"; each write transaction holds the lock for well under a millisecond.
@@ -264,18 +264,32 @@ def _migrate_v0(conn: sqlite3.Connection, now: str) -> None:
     _ensure_meta(conn, now)
 
 
-def _migrate_v1(conn: sqlite3.Connection, now: str) -> None:
-    """Version 1 -> 2: a job's source (the OpenAI API marks its jobs) and extra pipeline
-    options. New nullable columns, so existing rows need no rewrite."""
-    names = {name for name, _ in _columns(conn, JOBS_TABLE)}
-    for name in ("source", "pipeline_options"):
-        if name not in names:  # an extra column a v0 table carried over may have this name
+def _add_text_columns(conn: sqlite3.Connection, names: tuple[str, ...]) -> None:
+    """New nullable columns, so existing rows need no rewrite. A v0 upgrade (or an extra
+    column it carried over) may already have one: only the missing ones are added."""
+    have = {name for name, _ in _columns(conn, JOBS_TABLE)}
+    for name in names:
+        if name not in have:
             conn.execute(f'ALTER TABLE {JOBS_TABLE} ADD COLUMN "{name}" TEXT')
+
+
+def _migrate_v1(conn: sqlite3.Connection, now: str) -> None:
+    """Version 1 -> 2: a job's source (the OpenAI API marks its jobs), extra pipeline options."""
+    _add_text_columns(conn, ("source", "pipeline_options"))
+
+
+def _migrate_v2(conn: sqlite3.Connection, now: str) -> None:
+    """Version 2 -> 3: where a job runs, for jobs on a Ray cluster (issue #17)."""
+    _add_text_columns(conn, ("executor", "ray_submission_id", "ray_node", "job_secret_hash"))
 
 
 # version found -> the step that brings it to version + 1. A plain table, not state: tests
 # swap a step out in a child process to kill a migration midway.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection, str], None]] = {0: _migrate_v0, 1: _migrate_v1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection, str], None]] = {
+    0: _migrate_v0,
+    1: _migrate_v1,
+    2: _migrate_v2,
+}
 
 
 def prepare(path: Path) -> None:

@@ -29,6 +29,7 @@ from server.store.migrate import (
     backup_to,
     prepare,
 )
+from server.store.remote import RemoteQueries
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ def _in_list(statuses: Iterable[str]) -> tuple[str, list[str]]:
     return ", ".join("?" for _ in values), values
 
 
-class Store(MetricsQueries):
+class Store(MetricsQueries, RemoteQueries):
     """The transcriptor database. Open with `await Store.open(path)`, end with `close()`."""
 
     def __init__(

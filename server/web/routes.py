@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.resources import resource_path
-from server.web import api, metrics, openai, views, ws
+from server.web import api, metrics, node, openai, views, ws
 
 STATIC_DIR = resource_path("static")
 
@@ -29,4 +29,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models", openai.list_models)
     app.router.add_get("/v1/models/{id}", openai.get_model)
     app.router.add_get("/metrics", metrics.metrics)
+    app.router.add_get("/api/node/jobs/{id}/audio", node.job_audio)
     app.router.add_static("/static/", STATIC_DIR, name="static")
