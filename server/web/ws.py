@@ -121,8 +121,16 @@ class Session:
             self.subscriber.send_direct(_error(f"no job {str(job_id)[:30]}"))
             return
         runner, channels = self.app[keys.RUNNER], self.app[keys.CHANNELS]
+        active = job_id in runner.running or job_id in runner.queue
+        if not active and not JobStatus(job["status"]).is_final:
+            # The job ended while its row was read: that row is stale, and its final status
+            # went out before we subscribed. The runner records the end before letting the
+            # job go, so the row read now is final (issue #14).
+            job = await self.app[keys.STORE].get_job(job_id) or job
         channel = channels.find(job_id)
-        if channel is None and JobStatus(job["status"]).is_final:
+        if channel is None and not (job_id in runner.running or job_id in runner.queue):
+            # Never a channel for a job the runner does not hold: nothing would publish on
+            # it, so its subscriber would never hear the end.
             self.subscriber.send_direct(encode(status_message(runner.view(job))))
             log_path = job.get("log_file_path")
             for message in await asyncio.to_thread(_finished_replay, job_id, log_path, since):
