@@ -19,6 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pipeline.protocol import parse_line
 from server import keys
 from server.jobs.channels import Channel, Subscriber, encode
+from server.jobs.joblog import CAP_MARKER_PREFIX, LogIndex, read_index
 from server.jobs.logtail import tail_lines
 from server.jobs.runner import status_message
 from server.jobs.state import JobStatus
@@ -56,6 +57,7 @@ async def _write(ws: web.WebSocketResponse, subscriber: Subscriber) -> None:
 
 
 def _count_lines(path: Path) -> int:
+    # Only for a log written before logs had an index: one full read.
     count = 0
     with path.open("rb") as file:
         while block := file.read(1 << 20):
@@ -64,13 +66,23 @@ def _count_lines(path: Path) -> int:
 
 
 def _finished_replay(job_id: int, log_path: str | None, since: int) -> list[str]:
-    """Numbered log lines of a job that no longer has a live channel, read from its file."""
+    """Numbered log lines of a job that no longer has a live channel, read from its file.
+
+    Lines keep the numbers they streamed with. The file holds lines 1..kept; the lines
+    past its cap are not held anywhere, so a replay reports them as a `gap` ending at the
+    job's last line: a client never misses a line without being told.
+    """
     if not log_path or not Path(log_path).is_file():
         return []
     path = Path(log_path)
-    total = _count_lines(path)
-    lines = tail_lines(path, FINISHED_REPLAY_LINES)
-    first = total - len(lines) + 1
+    index = read_index(path)
+    if index is None:
+        index = LogIndex(lines=(count := _count_lines(path)), kept=count)
+    lines = tail_lines(path, FINISHED_REPLAY_LINES + index.capped)
+    if index.capped and lines and lines[-1].startswith(CAP_MARKER_PREFIX):
+        lines.pop()  # the marker is not a numbered line: the gap below says it
+    lines = lines[-FINISHED_REPLAY_LINES:] if lines else []
+    first = index.kept - len(lines) + 1
     channel = Channel(job_id, seq=first - 1)
     messages: list[str] = []
     if since < first - 1:
@@ -79,6 +91,9 @@ def _finished_replay(job_id: int, log_path: str | None, since: int) -> list[str]
     for line in lines:
         channel.publish_line(line, parse_line(line))
     messages.extend(encoded for seq, encoded in channel.replay if seq > since)
+    if since < index.lines and index.capped:
+        missed = index.lines - max(index.kept, since)
+        messages.append(encode({"type": "gap", "job": job_id, "missed": missed, "next_seq": index.lines + 1}))
     return messages
 
 
