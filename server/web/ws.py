@@ -65,7 +65,15 @@ def _count_lines(path: Path) -> int:
     return count
 
 
-def _finished_replay(job_id: int, log_path: str | None, since: int) -> list[str]:
+def _room_for_replay(subscriber: Subscriber) -> tuple[int, int]:
+    # Leaves room for the gap messages a replay may add around what it sends.
+    count, size = subscriber.room()
+    return count - 2, size - 512
+
+
+def _finished_replay(
+    job_id: int, log_path: str | None, since: int, room: tuple[int, int] | None = None
+) -> list[str]:
     """Numbered log lines of a job that no longer has a live channel, read from its file.
 
     Lines keep the numbers they streamed with. The file holds lines 1..kept; the lines
@@ -83,14 +91,16 @@ def _finished_replay(job_id: int, log_path: str | None, since: int) -> list[str]
         lines.pop()  # the marker is not a numbered line: the gap below says it
     lines = lines[-FINISHED_REPLAY_LINES:] if lines else []
     first = index.kept - len(lines) + 1
-    channel = Channel(job_id, seq=first - 1)
-    messages: list[str] = []
-    if since < first - 1:
-        gap = {"type": "gap", "job": job_id, "missed": first - 1 - since, "next_seq": first}
-        messages.append(encode(gap))
+    # Unbounded here: what fits the subscriber's queue is chosen below, by `room`.
+    channel = Channel(job_id, seq=first - 1, max_replay_entries=2**62, max_replay_bytes=2**62)
     for line in lines:
         channel.publish_line(line, parse_line(line))
-    messages.extend(encoded for seq, encoded in channel.replay if seq > since)
+    replay, missed = channel.replay_since(since, room)
+    messages: list[str] = []
+    if missed:
+        gap = {"type": "gap", "job": job_id, "missed": missed, "next_seq": since + missed + 1}
+        messages.append(encode(gap))
+    messages.extend(replay)
     if since < index.lines and index.capped:
         missed = index.lines - max(index.kept, since)
         messages.append(encode({"type": "gap", "job": job_id, "missed": missed, "next_seq": index.lines + 1}))
@@ -148,13 +158,14 @@ class Session:
             # it, so its subscriber would never hear the end.
             self.subscriber.send_direct(encode(status_message(runner.view(job))))
             log_path = job.get("log_file_path")
-            for message in await asyncio.to_thread(_finished_replay, job_id, log_path, since):
+            room = _room_for_replay(self.subscriber)
+            for message in await asyncio.to_thread(_finished_replay, job_id, log_path, since, room):
                 self.subscriber.send_direct(message)
             return
         # From here to the end nothing awaits, so no line slips between replay and live.
         channel = channels.subscribe(job_id, self.subscriber)
         self.subscriber.send_direct(encode(status_message(runner.view(job))))
-        replay, missed = channel.replay_since(since)
+        replay, missed = channel.replay_since(since, _room_for_replay(self.subscriber))
         if missed:
             gap = {"type": "gap", "job": job_id, "missed": missed, "next_seq": since + missed + 1}
             self.subscriber.send_direct(encode(gap))
