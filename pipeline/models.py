@@ -72,8 +72,10 @@ def resolve_model(name: str) -> str:
         raise ModelError(f"unknown model {name!r}; use one of {known}, or a model folder")
     try:
         return str(download_model(name, local_files_only=True))
-    except Exception:
-        pass  # not cached; maybe the network helps
+    except OSError:
+        pass  # not in the local cache (LocalEntryNotFoundError); maybe the network helps
+    except ValueError as error:  # the hub's own check of a repo id (HFValidationError)
+        raise ModelError(f"invalid model name {name!r}: {str(error)[:200]}") from None
     offline = f"model {name!r} is not available offline; pass --model /path/to/model"
     if not _hub_reachable():
         raise ModelError(offline)

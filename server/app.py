@@ -32,6 +32,7 @@ from server.lagprobe import LagProbe
 from server.procs.identity import read_identity
 from server.resources import resource_path
 from server.store import Store
+from server.tasks import cancel_and_wait
 from server.web.auth import QuietAccessLogger, loopback_host_middleware, origin_middleware, token_middleware
 from server.web.errors import error_middleware
 from server.web.routes import setup_routes
@@ -140,9 +141,7 @@ async def _owned_task(work: Coroutine[Any, Any, None], name: str) -> AsyncIterat
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
 
 WS_CLOSE_SECONDS = 2.0

@@ -25,6 +25,7 @@ from typing import BinaryIO
 import psutil
 
 from pipeline.protocol import Progress, Segment, parse_line, timestamp
+from server.tasks import cancel_and_wait
 
 COMMAND_ENV = "TRANSCRIPTOR_PIPELINE_COMMAND"
 # Set in the child's environment: leftovers are found (and verified ours) by it.
@@ -242,9 +243,7 @@ async def run(argv: list[str], output: Plain) -> int:
         if process.stdin is not None:
             process.stdin.close()
         if not reader.done():
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
         output.finish()
     return code if code >= 0 else 128 - code
 

@@ -8,7 +8,6 @@ them as one JSON array frame, which keeps a 10k lines/s job cheap to follow.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -23,6 +22,7 @@ from server.jobs.joblog import CAP_MARKER_PREFIX, LogIndex, read_index
 from server.jobs.logtail import tail_lines
 from server.jobs.runner import status_message
 from server.jobs.state import JobStatus
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,5 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     finally:
         request.app[keys.CHANNELS].unsubscribe_all(subscriber)
         sockets.discard(ws)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        await cancel_and_wait(writer)
     return ws

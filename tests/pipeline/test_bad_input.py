@@ -64,6 +64,8 @@ def test_bad_input_is_refused(tmp_path: Path, case: str, message: str) -> None:
     [
         ("no-such-model", "unknown model 'no-such-model'"),
         ("small", "model 'small' is not available offline; pass --model /path/to/model"),
+        # The hub refuses this id (ValueError); it was swallowed as "not cached" before.
+        ("owner/bad..name", "invalid model name 'owner/bad..name'"),
     ],
 )
 def test_unavailable_model_is_refused_fast(tmp_path: Path, model: str, message: str) -> None:
