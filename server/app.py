@@ -37,6 +37,7 @@ from server.web.auth import QuietAccessLogger, loopback_host_middleware, origin_
 from server.web.errors import error_middleware
 from server.web.routes import setup_routes
 from server.web.uploads import remove_partial_uploads
+from server.web.views import page_headers
 
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = resource_path("templates")
@@ -61,6 +62,7 @@ def create_app(config: Config, *, executor: Executor | None = None) -> web.Appli
     if config.loop_lag_interval > 0:
         app.cleanup_ctx.append(_lag_probe_ctx)
     app.on_shutdown.append(_close_websockets)
+    app.on_response_prepare.append(page_headers)
     return app
 
 

@@ -44,3 +44,13 @@ def test_non_loopback_without_token_gets_one():
 def test_nonsense_settings_refused():
     with pytest.raises(SystemExit, match="max-concurrent-jobs"):
         check(Config(max_concurrent_jobs=0))
+
+
+def test_model_downloads_are_off_unless_allowed():
+    assert Config().allow_model_downloads is False
+    assert config_from(build_parser().parse_args([]), {}).allow_model_downloads is False
+    assert config_from(build_parser().parse_args(["--allow-model-downloads"]), {}).allow_model_downloads
+    env = {"TRANSCRIPTOR_ALLOW_MODEL_DOWNLOADS": "true"}
+    assert config_from(build_parser().parse_args([]), env).allow_model_downloads
+    off = build_parser().parse_args(["--no-allow-model-downloads"])
+    assert config_from(off, env).allow_model_downloads is False
