@@ -26,7 +26,7 @@ from aiohttp import WSMsgType
 
 from benchmarks.client import BenchServer, fake
 from benchmarks.common import Deadline, Row, median, p99, run_async, run_script
-from server.lagprobe import WINDOW_SECONDS as LAG_WINDOW
+from server.web.lagprobe import WINDOW_SECONDS as LAG_WINDOW
 
 START_DELAY = 2.0  # the child waits this long, so every client subscribes before line 1
 LAG_INTERVAL = 0.005  # the server probe's sampling interval when it has one

@@ -53,8 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--model",
         default=defaults.DEFAULT_MODEL,
-        help="tiny.en (bundled, works offline), a faster-whisper model name (downloaded "
-        "when the network allows), or a local CTranslate2 model folder",
+        help="tiny.en (bundled, works offline), a faster-whisper model name (cached, or "
+        "downloaded with --allow-download), or a CTranslate2 model folder written as a path "
+        "(/, ~, ./ or ../)",
+    )
+    add(
+        "--allow-download",
+        action="store_true",
+        help="download a --model name that is not cached (off: only the bundled and cached "
+        "models load, nothing is fetched)",
     )
     add("--language", default="auto", help="'auto' to detect, or a language code such as en")
     add(
@@ -214,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.models import ModelError, resolve_model
 
         try:
-            model_path = resolve_model(settings.model)
+            model_path = resolve_model(settings.model, allow_download=args.allow_download)
         except ModelError as error:
             return _fail(say, str(error), EXIT_BAD_INPUT)
         if settings.device == "cuda" and not _cuda_available():

@@ -7,7 +7,6 @@ first and check the hub is reachable with a short connect before downloading.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from pathlib import Path
@@ -48,18 +47,19 @@ def _hub_reachable() -> bool:
         return False
 
 
-def resolve_model(name: str) -> str:
-    """A local folder faster-whisper can load for `name`, downloading only if needed.
+def resolve_model(name: str, *, allow_download: bool = False) -> str:
+    """A local folder faster-whisper can load for `name`; downloaded only if allowed.
 
+    A folder must be written as a path ("/", "~", "./", "../"): a bare name is never looked
+    up in the working directory, so a job naming "data" cannot load whatever sits there.
     Raises ModelError for an unknown name, a folder that is not a CTranslate2 model, or a
-    model that is neither cached nor downloadable right now.
+    model that is not here and may not (or cannot now) be downloaded.
     """
     if name == BUNDLED:
         bundled = _bundled_path()
         if bundled:
             return bundled
-    looks_like_path = name.startswith((".", "/", "~")) or os.path.exists(name)
-    if looks_like_path:
+    if name.startswith(("/", "~", "./", "../")) or name in (".", ".."):
         path = Path(name).expanduser()
         if _is_ct2_folder(path):
             return str(path.resolve())
@@ -72,8 +72,15 @@ def resolve_model(name: str) -> str:
         raise ModelError(f"unknown model {name!r}; use one of {known}, or a model folder")
     try:
         return str(download_model(name, local_files_only=True))
-    except Exception:
-        pass  # not cached; maybe the network helps
+    except OSError:
+        pass  # not in the local cache (LocalEntryNotFoundError); maybe the network helps
+    except ValueError as error:  # the hub's own check of a repo id (HFValidationError)
+        raise ModelError(f"invalid model name {name!r}: {str(error)[:200]}") from None
+    if not allow_download:
+        raise ModelError(
+            f"model {name!r} is not on this machine, and model downloads are off "
+            "(the server's --allow-model-downloads; the pipeline's --allow-download)"
+        )
     offline = f"model {name!r} is not available offline; pass --model /path/to/model"
     if not _hub_reachable():
         raise ModelError(offline)

@@ -96,14 +96,16 @@ def _mb(n_bytes: int) -> str:
 
 
 def _stop_workers(run: Run) -> None:
+    # Best effort on the way out: a pipe already closed (OSError) or a process object
+    # already closed (ValueError) is fine; anything else is a bug and is raised.
     for connection in run.connections.values():
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError):
             connection.close()
     for process in run.workers:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError, ValueError):
             process.kill()
     for process in run.workers:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(ValueError):
             process.join(timeout=0.5)
 
 

@@ -70,6 +70,8 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
         compute_type=settings.effective_compute_type,
         cpu_threads=settings.threads,
         num_workers=1,
+        # model_path is a resolved local folder; never let a load fetch anything.
+        local_files_only=True,
     )
     batched = BatchedInferencePipeline(model) if settings.batched else None
     leader.send(("loaded", worker, time.monotonic() - began))

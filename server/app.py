@@ -30,15 +30,17 @@ from server.jobs.monitor import Monitor
 from server.jobs.orphans import OrphanReaper
 from server.jobs.reattach import reattach_jobs
 from server.jobs.runner import Runner
-from server.lagprobe import LagProbe
 from server.procs.identity import read_identity
 from server.resources import resource_path
 from server.store import Store
+from server.tasks import cancel_and_wait
 from server.web.auth import QuietAccessLogger, loopback_host_middleware, origin_middleware, token_middleware
 from server.web.errors import error_middleware
+from server.web.lagprobe import LagProbe
 from server.web.metrics import Metrics
 from server.web.routes import setup_routes
 from server.web.uploads import remove_partial_uploads
+from server.web.views import page_headers
 
 log = logging.getLogger(__name__)
 TEMPLATES_DIR = resource_path("templates")
@@ -64,6 +66,7 @@ def create_app(config: Config, *, executor: Executor | None = None) -> web.Appli
     if config.loop_lag_interval > 0:
         app.cleanup_ctx.append(_lag_probe_ctx)
     app.on_shutdown.append(_close_websockets)
+    app.on_response_prepare.append(page_headers)
     return app
 
 
@@ -162,9 +165,7 @@ async def _owned_task(work: Coroutine[Any, Any, None], name: str) -> AsyncIterat
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
 
 WS_CLOSE_SECONDS = 2.0

@@ -134,6 +134,11 @@ class Config:
         metavar="CMD",
     )
     default_model: str = setting("tiny.en", "model used when an upload names none", metavar="NAME")
+    allow_model_downloads: bool = setting(
+        False,
+        "let a job download a model this server does not have (from the Hugging Face hub; "
+        "several GB for the large ones); off: only the bundled and already cached models",
+    )
     default_processes: int = setting(1, "worker processes per job by default", metavar="N")
     default_threads: int = setting(
         0, "CPU threads per worker by default (0: cores / max concurrent jobs)", metavar="N"

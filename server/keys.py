@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from server.jobs.channels import Channels
     from server.jobs.orphans import OrphanReaper
     from server.jobs.runner import Runner
-    from server.lagprobe import LagProbe
     from server.store import Store
+    from server.web.lagprobe import LagProbe
     from server.web.metrics import Metrics
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")

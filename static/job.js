@@ -226,7 +226,7 @@ function flushLog() {
     // Keep what the reader is looking at in place when lines leave the top.
     if (!following) logEl.scrollTop -= before - logEl.scrollHeight;
   }
-  if (following) logEl.scrollTop = 1e9; // clamped to the end; no need to measure first
+  if (following) pinToEnd();
   updateLogCount();
   if (pending.length > 0) scheduleFlush();
 }
@@ -238,16 +238,49 @@ function updateLogCount() {
   $("log-count").textContent = parts.join(", ");
 }
 
+// Only the reader's own scrolling (wheel, touch, keys, a scrollbar drag) may stop the
+// panel following the end. A "scroll" event alone cannot tell: lines rewrapping after a
+// resize, or leaving the top, move the scroll position too (issue #14).
+const USER_SCROLL_MS = 600;
+const SCROLL_KEYS = new Set(["ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End", " "]);
+let userScrollUntil = 0;
+let dragging = false;
+
+function markUserScroll() {
+  userScrollUntil = performance.now() + USER_SCROLL_MS;
+}
+
+function pinToEnd() {
+  logEl.scrollTop = logEl.scrollHeight;
+}
+
+logEl.addEventListener("wheel", markUserScroll, { passive: true });
+logEl.addEventListener("touchmove", markUserScroll, { passive: true });
+logEl.addEventListener("keydown", (event) => { if (SCROLL_KEYS.has(event.key)) markUserScroll(); });
+// A press on the panel itself (not on a line) is on its scrollbar.
+logEl.addEventListener("pointerdown", (event) => { if (event.target === logEl) dragging = true; });
+window.addEventListener("pointerup", () => { if (dragging) { dragging = false; markUserScroll(); } });
+window.addEventListener("pointercancel", () => { dragging = false; });
+
 logEl.addEventListener("scroll", () => {
   const fromBottom = logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight;
-  following = fromBottom < 24;
+  if (dragging || performance.now() < userScrollUntil) {
+    following = fromBottom < 24;
+  } else if (following && fromBottom > 1) {
+    pinToEnd(); // layout moved the end away; nobody asked to leave it
+  }
   jumpButton.hidden = following;
-});
+}, { passive: true });
+
+// A narrower or wider panel rewraps every line: stay at the end if following.
+new ResizeObserver(() => { if (following) pinToEnd(); }).observe(logEl);
+window.addEventListener("resize", () => { if (following) pinToEnd(); });
+document.fonts?.ready.then(() => { if (following) pinToEnd(); });
 
 jumpButton.addEventListener("click", () => {
   following = true;
   jumpButton.hidden = true;
-  logEl.scrollTop = logEl.scrollHeight;
+  pinToEnd();
   logEl.focus();
 });
 

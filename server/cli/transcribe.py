@@ -25,6 +25,7 @@ from pipeline.protocol import Progress, Segment, parse_line, timestamp
 from server.executors.base import JobHandle
 from server.executors.local import LocalExecutor
 from server.procs.kill import KillReport
+from server.tasks import cancel_and_wait
 
 COMMAND_ENV = "TRANSCRIPTOR_PIPELINE_COMMAND"
 # After the pipeline exits, how long its stdout may stay open (held by a stray child).
@@ -194,8 +195,7 @@ async def run(argv: list[str], output: Plain) -> int:
             loop.remove_signal_handler(signum)
         executor.release(handle)
         if not reader.done():
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            await cancel_and_wait(reader)
         output.finish()
     return code if code >= 0 else 128 - code
 

@@ -18,6 +18,8 @@ def pipeline_argv(config: Config, job: dict[str, Any], out_dir: Path) -> list[st
     for column in ("model", "language", "processes", "threads", "chunk_seconds", "overlap_seconds"):
         if job.get(column) not in (None, ""):
             argv += ["--" + column.replace("_", "-"), str(job[column])]
+    if config.allow_model_downloads:
+        argv.append("--allow-download")
     return [*argv, *option_flags(job.get("pipeline_options")), "--lifeline"]
 
 

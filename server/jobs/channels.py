@@ -19,6 +19,12 @@ from pipeline.protocol import Event, Progress, Segment
 
 SUBSCRIBER_QUEUE_SIZE = 4096
 REPLAY_LINES = 5000
+# Bounds in size too, not only in messages: a line may be 64 KiB, so 10,000 buffered ones
+# could hold ~650 MB per job (issue #14). Sizes are len() of the encoded JSON, which is
+# the byte count for ASCII (non-ASCII is kept unescaped, 1 char each).
+SUBSCRIBER_QUEUE_BYTES = 8 * 1024 * 1024
+REPLAY_BYTES = 8 * 1024 * 1024
+_LOG_PREFIX = '{"type":"log",'
 
 
 # One encoder for the process: json.dumps with options builds a new one per call, which
@@ -49,12 +55,19 @@ class Subscriber:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     missed: dict[int, int] = field(default_factory=dict)  # job -> log lines dropped
     maxsize: int = SUBSCRIBER_QUEUE_SIZE
+    maxbytes: int = SUBSCRIBER_QUEUE_BYTES
+    size: int = 0  # of what is pending
+
+    def room(self) -> tuple[int, int]:
+        """How many more messages, and how large in all, the queue takes now."""
+        return self.maxsize - len(self.pending), self.maxbytes - self.size
 
     def _put(self, encoded: str) -> bool:
         pending = self.pending
-        if len(pending) >= self.maxsize:
+        if len(pending) >= self.maxsize or (pending and self.size + len(encoded) > self.maxbytes):
             return False
         pending.append(encoded)
+        self.size += len(encoded)
         if len(pending) == 1:
             # The writer waits on the event only when the queue is empty.
             self.ready.set()
@@ -71,7 +84,7 @@ class Subscriber:
 
     def _tell_missed(self, job_id: int, next_seq: int) -> None:
         pending = self.missed.get(job_id)
-        if pending and self.maxsize - len(self.pending) >= 2:
+        if pending and self.maxsize - len(self.pending) >= 2 and self.maxbytes - self.size >= 256:
             gap = {"type": "gap", "job": job_id, "missed": pending, "next_seq": next_seq}
             self._put(encode(gap))
             del self.missed[job_id]
@@ -85,7 +98,9 @@ class Subscriber:
         while not self.pending:
             self.ready.clear()
             await self.ready.wait()
-        return [self.pending.popleft() for _ in range(min(limit, len(self.pending)))]
+        batch = [self.pending.popleft() for _ in range(min(limit, len(self.pending)))]
+        self.size -= sum(map(len, batch))
+        return batch
 
 
 @dataclass(eq=False)
@@ -93,8 +108,12 @@ class Channel:
     job_id: int
     seq: int = 0
     subscribers: set[Subscriber] = field(default_factory=set)
-    # (seq, encoded) for log lines and the events parsed from them, oldest first.
-    replay: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=REPLAY_LINES * 2))
+    # (seq, encoded) for log lines and the events parsed from them, oldest first; at most
+    # REPLAY_LINES * 2 entries and REPLAY_BYTES in all (replay_size).
+    replay: deque[tuple[int, str]] = field(default_factory=deque)
+    replay_size: int = 0
+    max_replay_entries: int = REPLAY_LINES * 2
+    max_replay_bytes: int = REPLAY_BYTES
 
     def publish_line(self, line: str, event: Event | None) -> int:
         self.seq += 1
@@ -126,7 +145,13 @@ class Channel:
         self._publish_encoded(seq, encode(message), log_line=False)
 
     def _publish_encoded(self, seq: int, encoded: str, *, log_line: bool) -> None:
-        self.replay.append((seq, encoded))
+        replay = self.replay
+        replay.append((seq, encoded))
+        self.replay_size += len(encoded)
+        while len(replay) > self.max_replay_entries or (
+            self.replay_size > self.max_replay_bytes and len(replay) > 1
+        ):
+            self.replay_size -= len(replay.popleft()[1])
         # Only log lines count as missed; a gap told before any other message points at
         # the next log line still to come.
         next_seq = seq if log_line else self.seq + 1
@@ -139,11 +164,28 @@ class Channel:
         for subscriber in self.subscribers:
             subscriber.offer(self.job_id, encoded, self.seq + 1, log_line=False)
 
-    def replay_since(self, since: int) -> tuple[list[str], int]:
-        """Buffered messages after `since`, and how many log lines are no longer held."""
-        oldest = self.replay[0][0] if self.replay else self.seq + 1
+    def replay_since(
+        self, since: int, room: tuple[int, int] | None = None
+    ) -> tuple[list[str], int]:
+        """Buffered messages after `since`, and how many log lines are no longer held.
+
+        With `room` (messages, size) the newest that fit are returned and the older lines
+        count as missed, so a replay never overfills a subscriber's queue in silence.
+        """
+        entries = [(seq, encoded) for seq, encoded in self.replay if seq > since]
+        if room is not None:
+            count, size = room
+            start = len(entries)
+            while start > 0 and len(entries) - start < count and size >= len(entries[start - 1][1]):
+                start -= 1
+                size -= len(entries[start][1])
+            # Start at a log line: an event without its line would hide that line's loss.
+            while start < len(entries) and not entries[start][1].startswith(_LOG_PREFIX):
+                start += 1
+            entries = entries[start:]
+        oldest = entries[0][0] if entries else self.seq + 1
         missed = max(0, oldest - since - 1) if since < self.seq else 0
-        return [encoded for seq, encoded in self.replay if seq > since], missed
+        return [encoded for _seq, encoded in entries], missed
 
 
 class Channels:

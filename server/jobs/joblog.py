@@ -1,8 +1,45 @@
-"""A job's log file: human-readable lines, appended, with a size cap."""
+"""A job's log file: human-readable lines, appended, with a size cap; and its index.
+
+Every line the job publishes goes through `JobLog.write`, so the n-th write is the line the
+channel numbers n. The file holds lines 1..kept (then, if capped, one marker line that has
+no number); lines past the cap still stream live with their own numbers. At close the
+counts go to a small index file beside the log, so a replay never has to count the lines
+of a log that may be 100 MB (issue #14).
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
+
+CAP_MARKER_PREFIX = "[transcriptor] log file reached its cap"
+
+
+@dataclass(frozen=True)
+class LogIndex:
+    lines: int  # lines the job published: the last sequence number
+    kept: int  # of those, the first `kept` are in the file
+
+    @property
+    def capped(self) -> bool:
+        return self.lines > self.kept
+
+
+def index_path(log_path: Path) -> Path:
+    return log_path.with_name(log_path.name + ".index.json")
+
+
+def read_index(log_path: Path) -> LogIndex | None:
+    """The counts written when the job's log closed; None for a log without (or a bad) one."""
+    try:
+        data = json.loads(index_path(log_path).read_text(encoding="utf-8"))
+        lines, kept = data["lines"], data["kept"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if not (isinstance(lines, int) and isinstance(kept, int) and 0 <= kept <= lines):
+        return None
+    return LogIndex(lines, kept)
 
 
 class JobLog:
@@ -16,11 +53,14 @@ class JobLog:
         self.path = path
         self.cap_bytes = cap_bytes
         self.capped = False
+        self.lines = 0
+        self.kept = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("ab", buffering=0)
         self.written = self._file.tell()
 
     def write(self, line: str) -> None:
+        self.lines += 1
         if self.capped:
             return
         data = line.encode("utf-8", "replace") + b"\n"
@@ -28,13 +68,17 @@ class JobLog:
             self.capped = True
             cap_mb = self.cap_bytes / 1_000_000
             marker = (
-                f"[transcriptor] log file reached its cap of {cap_mb:g} MB; "
+                f"{CAP_MARKER_PREFIX} of {cap_mb:g} MB; "
                 "further lines are not written here (they still stream live)\n"
             )
             self._file.write(marker.encode())
             return
         self._file.write(data)
         self.written += len(data)
+        self.kept += 1
 
     def close(self) -> None:
         self._file.close()
+        # A few bytes, once per job: fine on the event loop.
+        index = {"lines": self.lines, "kept": self.kept}
+        index_path(self.path).write_text(json.dumps(index), encoding="utf-8")

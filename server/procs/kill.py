@@ -8,10 +8,13 @@ the group but carry the marker.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from server.procs.identity import (
     DEAD,
@@ -30,6 +33,28 @@ _POLL_SECONDS = 0.025
 
 # After SIGKILL the kernel needs a moment to tear the processes down.
 _AFTER_SIGKILL_SECONDS = 2.0
+
+_T = TypeVar("_T")
+
+
+class KillThreads:
+    """One thread that only a kill uses for its /proc reads.
+
+    asyncio.to_thread shares the default pool with everything else (log replays, the
+    sampler); a kill queued behind them could overrun its grace (issue #14). Each kill
+    makes its own, so nothing else can take it and nothing outlives the kill.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kill")
+
+    async def run(self, func: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(func, *args))
+
+    def close(self) -> None:
+        # Never waits: a read still running (the kill was cancelled) ends on its own.
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> bool:
@@ -95,13 +120,15 @@ def count_alive(pgid: int | None, strays: Iterable[ProcessIdentity]) -> int:
     return count + sum(1 for s in strays if still_there(s))
 
 
-async def wait_gone(pgid: int | None, strays: Iterable[ProcessIdentity], timeout: float) -> bool:
+async def wait_gone(
+    pgid: int | None, strays: Iterable[ProcessIdentity], timeout: float, threads: KillThreads
+) -> bool:
     """True as soon as the group and the strays are gone (zombies count as gone)."""
     strays = list(strays)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        if await asyncio.to_thread(count_alive, pgid, strays) == 0:
+        if await threads.run(count_alive, pgid, strays) == 0:
             return True
         if loop.time() >= deadline:
             return False
@@ -130,14 +157,24 @@ async def kill_tree(
 ) -> KillReport:
     """SIGTERM the group (and, with escapees, marked processes that left it), wait up to
     grace, then SIGKILL what is left. Returns what was done and what survived."""
-    check = await asyncio.to_thread(
+    threads = KillThreads()
+    try:
+        return await _kill_tree(target, grace, escapees, job_id, threads)
+    finally:
+        threads.close()
+
+
+async def _kill_tree(
+    target: Target, grace: float, escapees: bool, job_id: int | None, threads: KillThreads
+) -> KillReport:
+    check = await threads.run(
         check_group, target.pgid, target.leader_pid, target.start_ticks, target.boot, target.marker
     )
     marker = target.marker
     strays: list[ProcessIdentity] = []
     if escapees and marker:
-        in_group = set(await asyncio.to_thread(group_members, target.pgid)) if check.ours else set()
-        carriers = await asyncio.to_thread(marker_carriers, marker)
+        in_group = set(await threads.run(group_members, target.pgid)) if check.ours else set()
+        carriers = await threads.run(marker_carriers, marker)
         strays = [c for c in carriers if c.pid not in in_group]
     if not strays and not (check.ours and check.members):
         if check.mismatch:
@@ -152,21 +189,21 @@ async def kill_tree(
     for stray in strays:
         signalled = signal_one(stray, signal.SIGTERM) or signalled
     sigkilled = False
-    if not await wait_gone(group, strays, grace):
+    if not await wait_gone(group, strays, grace, threads):
         if group is not None:
             sigkilled = signal_group(group, signal.SIGKILL)
         for stray in strays:
             sigkilled = signal_one(stray, signal.SIGKILL) or sigkilled
-        await wait_gone(group, strays, _AFTER_SIGKILL_SECONDS)
+        await wait_gone(group, strays, _AFTER_SIGKILL_SECONDS, threads)
     late_killed = 0
     if escapees and marker:
         # Anything forked while we were waiting carries the marker too.
-        late = await asyncio.to_thread(marker_carriers, marker)
+        late = await threads.run(marker_carriers, marker)
         late_killed = sum(signal_one(proc, signal.SIGKILL) for proc in late)
         if late:
-            await wait_gone(None, late, _AFTER_SIGKILL_SECONDS)
+            await wait_gone(None, late, _AFTER_SIGKILL_SECONDS, threads)
             strays = strays + late
-    survivors = await asyncio.to_thread(count_alive, group, strays)
+    survivors = await threads.run(count_alive, group, strays)
     if sigkilled:
         reason = f"killed with SIGKILL after {grace:.1f} s grace"
     elif signalled:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import sqlite3
 import uuid
@@ -31,7 +32,13 @@ from server.store.migrate import (
 )
 from server.store.remote import RemoteQueries
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def _log_failed_write(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("a database write failed after its caller left", exc_info=error)
 
 
 
@@ -111,13 +118,14 @@ class Store(MetricsQueries, RemoteQueries):
         """
         task = asyncio.ensure_future(self._transaction(body))
         self._writes.add(task)
-        task.add_done_callback(self._write_done)
-        return await asyncio.shield(task)
-
-    def _write_done(self, task: asyncio.Future[Any]) -> None:
-        self._writes.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved, so a caller that left does not cause a warning
+        task.add_done_callback(self._writes.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The caller left; the write goes on, and only this callback sees how it ends
+            # (shield marks its error retrieved, so it would vanish without a word).
+            task.add_done_callback(_log_failed_write)
+            raise
 
     async def _transaction(self, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         async with self._write_lock:

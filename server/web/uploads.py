@@ -23,7 +23,10 @@ from server.web.errors import ApiError
 
 CHUNK_BYTES = 256 * 1024
 MAX_FIELD_BYTES = 4096
-MAX_FIELDS = 100
+# Form fields are held in memory, so their number and total size are capped: the job
+# options are a dozen short fields, and Content-Length alone bounds nothing (issue #14).
+MAX_FIELDS = 32
+MAX_FIELDS_TOTAL_BYTES = 16 * 1024
 MAX_FILENAME_CHARS = 255
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
@@ -115,18 +118,29 @@ class UploadReceiver:
         upload: Upload | None = None
         fields: dict[str, str] = {}
         all_fields: dict[str, list[str]] = {}
+        field_count = 0
+        field_bytes = 0
         try:
             while (part := await _next_part(reader)) is not None:
+                # Without a Content-Length the whole body must still stay within the limit.
+                if request.content.total_bytes > self.max_bytes + 65536:
+                    raise self._too_big()
                 if not isinstance(part, BodyPartReader):
                     raise ApiError(400, "nested multipart bodies are not accepted")
                 if part.name == "file" and part.filename is not None:
                     if upload is not None:
                         raise ApiError(400, "send one file per upload")
                     upload = await self._save(part)
-                elif part.name:
-                    if sum(map(len, all_fields.values())) >= MAX_FIELDS:
-                        raise ApiError(400, f"more than {MAX_FIELDS} form fields")
-                    fields[part.name] = await self._read_field(part)
+                    continue
+                # Every other part counts, named or not: an unnamed one is still read.
+                field_count += 1
+                if field_count > MAX_FIELDS:
+                    raise ApiError(400, f"too many form fields: at most {MAX_FIELDS} besides 'file'")
+                value = await self._read_field(part, MAX_FIELDS_TOTAL_BYTES - field_bytes)
+                field_bytes += len(value)
+                if part.name:
+                    fields[part.name] = value.decode("utf-8", "replace").strip()
+                    # Repeated names (OpenAI's timestamp_granularities[]) keep every value.
                     all_fields.setdefault(part.name, []).append(fields[part.name])
             if upload is None:
                 raise ApiError(400, "missing 'file' field: attach the audio as 'file'")
@@ -144,13 +158,18 @@ class UploadReceiver:
             raise
         return upload
 
-    async def _read_field(self, part: BodyPartReader) -> str:
+    async def _read_field(self, part: BodyPartReader, room: int) -> bytes:
+        """The part's bytes, refused past MAX_FIELD_BYTES or past `room` (the total left)."""
         data = bytearray()
         while chunk := await part.read_chunk(1024):
             data += chunk
             if len(data) > MAX_FIELD_BYTES:
-                raise ApiError(400, f"form field '{part.name}' is too long")
-        return data.decode("utf-8", "replace").strip()
+                raise ApiError(400, f"form field '{str(part.name)[:40]}' is too long")
+            if len(data) > room:
+                raise ApiError(
+                    400, f"form fields are too large: at most {MAX_FIELDS_TOTAL_BYTES} bytes in all"
+                )
+        return bytes(data)
 
     async def _save(self, part: BodyPartReader) -> Upload:
         filename = display_name(part.filename)

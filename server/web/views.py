@@ -14,6 +14,14 @@ from aiohttp import web
 from server import keys
 from server.web.api import parse_job_id
 
+
+async def page_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: headers every HTML response carries, error pages included."""
+    if response.content_type == "text/html":
+        # A page's address can carry ?token= or a job id; never hand it to another site.
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+
+
 # Offered in the model field's suggestion list; any other name or local folder still works.
 MODEL_SUGGESTIONS = (
     "tiny.en",

@@ -8,7 +8,6 @@ them as one JSON array frame, which keeps a 10k lines/s job cheap to follow.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -19,9 +18,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pipeline.protocol import parse_line
 from server import keys
 from server.jobs.channels import Channel, Subscriber, encode
+from server.jobs.joblog import CAP_MARKER_PREFIX, LogIndex, read_index
 from server.jobs.logtail import tail_lines
 from server.jobs.runner import status_message
 from server.jobs.state import JobStatus
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ async def _write(ws: web.WebSocketResponse, subscriber: Subscriber) -> None:
 
 
 def _count_lines(path: Path) -> int:
+    # Only for a log written before logs had an index: one full read.
     count = 0
     with path.open("rb") as file:
         while block := file.read(1 << 20):
@@ -63,22 +65,45 @@ def _count_lines(path: Path) -> int:
     return count
 
 
-def _finished_replay(job_id: int, log_path: str | None, since: int) -> list[str]:
-    """Numbered log lines of a job that no longer has a live channel, read from its file."""
+def _room_for_replay(subscriber: Subscriber) -> tuple[int, int]:
+    # Leaves room for the gap messages a replay may add around what it sends.
+    count, size = subscriber.room()
+    return count - 2, size - 512
+
+
+def _finished_replay(
+    job_id: int, log_path: str | None, since: int, room: tuple[int, int] | None = None
+) -> list[str]:
+    """Numbered log lines of a job that no longer has a live channel, read from its file.
+
+    Lines keep the numbers they streamed with. The file holds lines 1..kept; the lines
+    past its cap are not held anywhere, so a replay reports them as a `gap` ending at the
+    job's last line: a client never misses a line without being told.
+    """
     if not log_path or not Path(log_path).is_file():
         return []
     path = Path(log_path)
-    total = _count_lines(path)
-    lines = tail_lines(path, FINISHED_REPLAY_LINES)
-    first = total - len(lines) + 1
-    channel = Channel(job_id, seq=first - 1)
-    messages: list[str] = []
-    if since < first - 1:
-        gap = {"type": "gap", "job": job_id, "missed": first - 1 - since, "next_seq": first}
-        messages.append(encode(gap))
+    index = read_index(path)
+    if index is None:
+        index = LogIndex(lines=(count := _count_lines(path)), kept=count)
+    lines = tail_lines(path, FINISHED_REPLAY_LINES + index.capped)
+    if index.capped and lines and lines[-1].startswith(CAP_MARKER_PREFIX):
+        lines.pop()  # the marker is not a numbered line: the gap below says it
+    lines = lines[-FINISHED_REPLAY_LINES:] if lines else []
+    first = index.kept - len(lines) + 1
+    # Unbounded here: what fits the subscriber's queue is chosen below, by `room`.
+    channel = Channel(job_id, seq=first - 1, max_replay_entries=2**62, max_replay_bytes=2**62)
     for line in lines:
         channel.publish_line(line, parse_line(line))
-    messages.extend(encoded for seq, encoded in channel.replay if seq > since)
+    replay, missed = channel.replay_since(since, room)
+    messages: list[str] = []
+    if missed:
+        gap = {"type": "gap", "job": job_id, "missed": missed, "next_seq": since + missed + 1}
+        messages.append(encode(gap))
+    messages.extend(replay)
+    if since < index.lines and index.capped:
+        missed = index.lines - max(index.kept, since)
+        messages.append(encode({"type": "gap", "job": job_id, "missed": missed, "next_seq": index.lines + 1}))
     return messages
 
 
@@ -121,17 +146,26 @@ class Session:
             self.subscriber.send_direct(_error(f"no job {str(job_id)[:30]}"))
             return
         runner, channels = self.app[keys.RUNNER], self.app[keys.CHANNELS]
+        active = job_id in runner.running or job_id in runner.queue
+        if not active and not JobStatus(job["status"]).is_final:
+            # The job ended while its row was read: that row is stale, and its final status
+            # went out before we subscribed. The runner records the end before letting the
+            # job go, so the row read now is final (issue #14).
+            job = await self.app[keys.STORE].get_job(job_id) or job
         channel = channels.find(job_id)
-        if channel is None and JobStatus(job["status"]).is_final:
+        if channel is None and not (job_id in runner.running or job_id in runner.queue):
+            # Never a channel for a job the runner does not hold: nothing would publish on
+            # it, so its subscriber would never hear the end.
             self.subscriber.send_direct(encode(status_message(runner.view(job))))
             log_path = job.get("log_file_path")
-            for message in await asyncio.to_thread(_finished_replay, job_id, log_path, since):
+            room = _room_for_replay(self.subscriber)
+            for message in await asyncio.to_thread(_finished_replay, job_id, log_path, since, room):
                 self.subscriber.send_direct(message)
             return
         # From here to the end nothing awaits, so no line slips between replay and live.
         channel = channels.subscribe(job_id, self.subscriber)
         self.subscriber.send_direct(encode(status_message(runner.view(job))))
-        replay, missed = channel.replay_since(since)
+        replay, missed = channel.replay_since(since, _room_for_replay(self.subscriber))
         if missed:
             gap = {"type": "gap", "job": job_id, "missed": missed, "next_seq": since + missed + 1}
             self.subscriber.send_direct(encode(gap))
@@ -173,7 +207,5 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     finally:
         request.app[keys.CHANNELS].unsubscribe_all(subscriber)
         sockets.discard(ws)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        await cancel_and_wait(writer)
     return ws

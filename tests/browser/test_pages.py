@@ -519,3 +519,58 @@ def test_too_big_file_is_refused_before_uploading(start_server: Any, page: Any) 
     expect(page.locator("#upload-error")).to_contain_text("the limit is")
     expect(page.locator("#upload-button")).to_be_disabled()
     assert server.jobs() == []
+
+
+# Long lines of varying length that wrap, several to a line at 375 px (issue #14).
+WRAPPING_JOB = fake_pipeline(
+    "--lines", "100000", "--interval", "0.02", "--segments", "20000", "--line-words", "40"
+)
+# Every frame from the page's start: how far the log panel is from its end, and whether
+# "Jump to end" shows. A following panel must never be seen away from the end.
+WATCH_LOG_END = """
+document.addEventListener("DOMContentLoaded", () => {
+  const log = document.getElementById("log");
+  const jump = document.getElementById("jump-end");
+  if (!log) return;
+  window.__away = [];
+  const check = () => {
+    const fromEnd = log.scrollHeight - log.scrollTop - log.clientHeight;
+    if (fromEnd > 4 || !jump.hidden) {
+      window.__away.push({ fromEnd, jump: !jump.hidden, width: innerWidth, lines: log.childElementCount });
+    }
+    requestAnimationFrame(check);
+  };
+  requestAnimationFrame(check);
+});
+"""
+
+
+def wait_for_more_lines(page: Any, more: int) -> None:
+    count = page.evaluate("document.querySelectorAll('#log .log-line').length")
+    page.wait_for_function(
+        f"document.querySelectorAll('#log .log-line').length >= {count + more}", timeout=30_000
+    )
+
+
+@pytest.mark.parametrize(("width", "then"), [(1280, 375), (375, 1280)])
+def test_log_panel_stays_at_the_end_with_wrapping_lines(
+    start_server: Any, browser: Any, width: int, then: int
+) -> None:
+    server = start_server(*WRAPPING_JOB)
+    ctx = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        ctx.add_init_script(WATCH_LOG_END)
+        page = ctx.new_page()
+        job = server.upload(SPEECH_CLIP)
+        page.goto(f"{server.url}/jobs/{job['id']}")
+        page.wait_for_function(
+            "(e => e.scrollHeight > 3 * e.clientHeight)(document.getElementById('log'))", timeout=30_000
+        )
+        wait_for_more_lines(page, 150)
+        assert page.evaluate("window.__away") == [], f"at {width} px the log left its end"
+        page.set_viewport_size({"width": then, "height": 700})
+        wait_for_more_lines(page, 150)
+        assert page.evaluate("window.__away") == [], f"after a resize to {then} px the log left its end"
+        expect(page.locator("#jump-end")).to_be_hidden()
+    finally:
+        ctx.close()

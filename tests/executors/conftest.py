@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from server.config import Config
+from tests.conftest import fake_command
 from tests.helpers.audio import tone_wav
 from tests.helpers.server_proc import free_port
-from tests.server.conftest import fake_command
 
 
 def require_ray() -> None:

@@ -16,11 +16,11 @@ from server.app import create_app
 from server.config import Config
 from server.executors.base import job_marker
 from server.procs.identity import marker_carriers
+from tests.conftest import fake_command
 from tests.executors.conftest import require_ray
 from tests.helpers.server_proc import ServerProcess, fake_pipeline_args, free_port, wait_for
-from tests.server.conftest import fake_command
-from tests.server.test_jobs import upload, wait_for_line, wait_status
-from tests.server.wsclient import collect_until, is_final_status
+from tests.jobs.test_jobs import upload, wait_for_line, wait_status
+from tests.web.wsclient import collect_until, is_final_status
 
 pytestmark = pytest.mark.slow
 

@@ -31,3 +31,50 @@ def test_lines_are_numbered_replayed_and_counted_when_dropped() -> None:
     assert len(stalled.pending) == 2 and stalled.missed == {3: 3}
     replay, missed = channel.replay_since(2)
     assert [json.loads(m)["seq"] for m in replay] == [3, 4, 5] and missed == 0
+
+
+BIG_LINE = "x" * 65_000  # about the largest line the reader passes on (64 KiB pieces)
+MiB = 1024 * 1024
+
+
+def test_replay_buffer_is_bounded_in_bytes() -> None:
+    channel = Channel(5)
+    for _ in range(1000):  # 65 MB of lines: 10,000 entries would hold all of them
+        channel.publish_line(BIG_LINE, None)
+    held = sum(len(encoded) for _seq, encoded in channel.replay)
+    assert held <= 8 * MiB, f"the replay buffer holds {held / MiB:.0f} MB"
+    replay, missed = channel.replay_since(0)
+    seqs = [json.loads(m)["seq"] for m in replay]
+    # What it still holds is the newest lines, and the rest is reported as missed.
+    assert seqs == list(range(missed + 1, 1001)) and missed > 0
+
+
+def test_subscriber_queue_is_bounded_in_bytes_and_reports_the_loss() -> None:
+    channel = Channel(6)
+    stalled = Subscriber()
+    channel.subscribers.add(stalled)
+    for _ in range(1000):
+        channel.publish_line(BIG_LINE, None)
+    queued = sum(map(len, stalled.pending))
+    assert queued <= 8 * MiB, f"a stalled subscriber's queue holds {queued / MiB:.0f} MB"
+    kept = len(stalled.pending)
+    assert stalled.missed == {6: 1000 - kept}
+    stalled.pending.clear()
+    stalled.size = 0
+    channel.publish_line("after", None)
+    gap, line = (json.loads(m) for m in stalled.pending)
+    assert gap == {"type": "gap", "job": 6, "missed": 1000 - kept, "next_seq": 1001}
+    assert line["seq"] == 1001
+
+
+def test_replay_takes_only_what_fits_the_queue_and_counts_the_rest() -> None:
+    channel = Channel(7)
+    for i in range(1, 101):
+        line = f"[progress] {i}/100 s" if i % 2 else BIG_LINE
+        channel.publish_line(line, parse_line(line))
+    replay, missed = channel.replay_since(10, room=(1000, 10 * 65_100))
+    messages = [json.loads(m) for m in replay]
+    assert messages[0]["type"] == "log", "a replay starts at a line, not at its event"
+    seqs = sorted({m["seq"] for m in messages})
+    assert seqs == list(range(10 + missed + 1, 101))
+    assert sum(map(len, replay)) <= 10 * 65_100

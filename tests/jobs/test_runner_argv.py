@@ -49,3 +49,17 @@ def test_extra_options_become_flags() -> None:
         "--initial-prompt", "Fox.", "--temperature", "0.2", "--no-word-timestamps", "--batch-size", "0",
     ]  # fmt: skip
     assert option_flags(None) == []
+
+
+def test_model_downloads_reach_the_pipeline_only_when_allowed(make_config, tmp_path):
+    from server.jobs.argv import pipeline_argv
+
+    job = {"original_path": str(tmp_path / "a.wav"), "model": "small"}
+    assert "--allow-download" not in pipeline_argv(make_config(), job, tmp_path)
+    allowed = pipeline_argv(make_config(allow_model_downloads=True), job, tmp_path)
+    assert "--allow-download" in allowed
+    # The real pipeline's parser accepts what the server sends.
+    from pipeline.__main__ import build_parser
+
+    command_length = len(make_config().pipeline_command)
+    assert build_parser().parse_args(allowed[command_length:]).allow_download is True

@@ -32,10 +32,12 @@ def pipeline_env() -> dict[str, str]:
     return env
 
 
-def run_pipeline(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_pipeline(
+    *args: str | Path, timeout: float = 120, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *map(str, args)],
-        cwd=REPO,
+        cwd=cwd,
         env=pipeline_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,

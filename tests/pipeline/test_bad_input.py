@@ -64,13 +64,33 @@ def test_bad_input_is_refused(tmp_path: Path, case: str, message: str) -> None:
     [
         ("no-such-model", "unknown model 'no-such-model'"),
         ("small", "model 'small' is not available offline; pass --model /path/to/model"),
+        # The hub refuses this id (ValueError); it was swallowed as "not cached" before.
+        ("owner/bad..name", "invalid model name 'owner/bad..name'"),
     ],
 )
 def test_unavailable_model_is_refused_fast(tmp_path: Path, model: str, message: str) -> None:
     out_dir = tmp_path / "out"
     # HF_HUB_OFFLINE=1 is set by run_pipeline; the timeout catches a hang on the network.
-    done = run_pipeline(FIXTURE, "--out-dir", out_dir, "--model", model, timeout=30)
+    done = run_pipeline(FIXTURE, "--out-dir", out_dir, "--model", model, "--allow-download", timeout=30)
     _assert_refused(done, out_dir, message)
+
+
+def test_model_download_needs_allow_download(tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    done = run_pipeline(FIXTURE, "--out-dir", out_dir, "--model", "small", timeout=30)
+    _assert_refused(done, out_dir, "model 'small' is not on this machine, and model downloads are off")
+
+
+def test_bare_model_name_is_not_a_folder_in_the_working_directory(tmp_path: Path) -> None:
+    # A folder named like a model, in the directory the pipeline runs in, that looks like a
+    # CTranslate2 model: a bare name must not load it.
+    cwd = tmp_path / "cwd"
+    (cwd / "evil").mkdir(parents=True)
+    (cwd / "evil" / "model.bin").write_bytes(b"not a model")
+    (cwd / "evil" / "config.json").write_text("{}")
+    out_dir = tmp_path / "out"
+    done = run_pipeline(FIXTURE, "--out-dir", out_dir, "--model", "evil", timeout=30, cwd=cwd)
+    _assert_refused(done, out_dir, "unknown model 'evil'")
 
 
 def test_bad_option_exits_2(tmp_path: Path) -> None:
@@ -85,6 +105,6 @@ def test_help_documents_every_option() -> None:
     for flag in (
         "--out-dir --model --language --processes --threads --chunk-seconds "
         "--overlap-seconds --beam-size --batch-size --vad --formats --device "
-        "--compute-type --lifeline"
+        "--compute-type --lifeline --allow-download"
     ).split():
         assert flag in done.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 
 from server.manager import ProcessManager
@@ -161,3 +162,21 @@ async def test_unrelated_process_is_never_signalled(
     finally:
         sleeper.terminate()  # the test's own process
         await sleeper.wait()
+
+
+async def test_kill_does_not_wait_for_a_busy_default_thread_pool(start_child: Spawner) -> None:
+    # Every thread of the default pool blocked (as by slow replays): a kill still runs.
+    child = await start_child("forker.py", 2, 30, marker="t:busy")
+    grandchildren = pids_from(await read_until(child, "ready"), "child")
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    blockers = [loop.run_in_executor(None, release.wait) for _ in range(64)]
+    try:
+        report = await asyncio.wait_for(
+            kill_tree(Target.of(child.pgid, child.identity, "t:busy"), grace=5, escapees=True), 10
+        )
+        assert report.signalled and report.survivors == 0
+        assert not any(alive(p) for p in grandchildren)
+    finally:
+        release.set()
+        await asyncio.gather(*blockers)

@@ -65,3 +65,13 @@ def test_bounds_come_from_the_table():
         config_from(build_parser().parse_args([]), {"TRANSCRIPTOR_KILL_GRACE": "-1"})
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--max-concurrent-jobs", "0"])
+
+
+def test_model_downloads_are_off_unless_allowed():
+    assert Config().allow_model_downloads is False
+    assert config_from(build_parser().parse_args([]), {}).allow_model_downloads is False
+    assert config_from(build_parser().parse_args(["--allow-model-downloads"]), {}).allow_model_downloads
+    env = {"TRANSCRIPTOR_ALLOW_MODEL_DOWNLOADS": "true"}
+    assert config_from(build_parser().parse_args([]), env).allow_model_downloads
+    off = build_parser().parse_args(["--no-allow-model-downloads"])
+    assert config_from(off, env).allow_model_downloads is False

@@ -94,3 +94,17 @@ async def test_oversized_websocket_message_closes_cleanly(aiohttp_client, make_c
         frame = await ws.receive(timeout=5)
         assert frame.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED}
     assert (await client.get("/api/health")).status == 200
+
+
+async def test_pages_send_no_referrer(aiohttp_client, make_config, tone):
+    client = await aiohttp_client(create_app(make_config()))
+    job = await (await upload(client, tone)).json()
+    for path in ("/", f"/jobs/{job['id']}", "/jobs/999"):  # the last is the 404 page
+        response = await client.get(path)
+        assert response.content_type == "text/html", path
+        assert response.headers.get("Referrer-Policy") == "no-referrer", path
+    # With a token, where the address may carry ?token=, the page says the same.
+    secured = await aiohttp_client(create_app(make_config(token=TOKEN)))
+    page = await secured.get("/", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert page.status == 200
+    assert page.headers.get("Referrer-Policy") == "no-referrer"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,58 @@ async def test_unknown_job_is_json_404(aiohttp_client, make_config):
         assert "error" in await response.json()
     page = await client.get("/jobs/999")
     assert page.status == 404
+
+
+def many_fields_body(tone: bytes, count: int, size: int) -> tuple[bytes, str]:
+    """The file first (so it is stored before the fields are refused), then `count` fields."""
+    boundary = "manyfieldsboundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="t.wav"\r\n'
+        f"Content-Type: audio/wav\r\n\r\n".encode()
+        + tone
+        + b"\r\n"
+    ]
+    for i in range(count):
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\n'.encode()
+            + b"x" * size
+            + b"\r\n"
+        )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+async def chunked(body: bytes, piece: int = 65536) -> Any:
+    for start in range(0, len(body), piece):
+        yield body[start : start + piece]
+
+
+@pytest.mark.parametrize("transfer", ["length", "chunked"])
+@pytest.mark.parametrize(("count", "size", "message"), [(20_000, 1024, "too large"), (20_000, 1, "too many")])
+async def test_form_fields_are_capped(aiohttp_client, make_config, tone, transfer, count, size, message):
+    config = make_config()
+    client = await aiohttp_client(create_app(config))
+    body, content_type = many_fields_body(tone.read_bytes(), count, size)
+    data = io.BytesIO(body) if transfer == "length" else chunked(body)
+    response = await client.post("/api/jobs", data=data, headers={"Content-Type": content_type})
+    assert response.status == 400, await response.text()
+    assert message in (await response.json())["error"]
+    await nothing_left(client, config)
+
+
+async def test_chunked_upload_holds_the_size_limit(aiohttp_client, make_config, tone):
+    size = tone.stat().st_size
+    config = make_config(max_upload_mb=(size - 1) / 1024 / 1024)
+    client = await aiohttp_client(create_app(config))
+    body, content_type = raw_multipart("t.wav", tone.read_bytes())
+    response = await client.post("/api/jobs", data=chunked(body), headers={"Content-Type": content_type})
+    assert response.status == 413
+    await nothing_left(client, config)
+
+
+async def test_chunked_upload_with_a_few_fields_is_accepted(aiohttp_client, make_config, tone):
+    config = make_config()
+    client = await aiohttp_client(create_app(config))
+    body, content_type = many_fields_body(tone.read_bytes(), 3, 10)
+    response = await client.post("/api/jobs", data=chunked(body), headers={"Content-Type": content_type})
+    assert response.status == 201, await response.text()
