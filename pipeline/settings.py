@@ -33,6 +33,7 @@ class Settings:
     device: str = "cpu"
     compute_type: str = "auto"
     lifeline: bool = False
+    word_timestamps: bool | None = None  # None: only when chunks must be merged by words
     warnings: tuple[str, ...] = field(default=())
 
     @property
