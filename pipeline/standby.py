@@ -71,11 +71,14 @@ class Standby:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline --standby")
     parser.add_argument("--model", default=defaults.DEFAULT_MODEL, help="the model to load")
+    parser.add_argument(
+        "--threads", type=whole_number(0), default=0, help="CPU threads of the worker (0: all cores)"
+    )
     parser.add_argument("--nice", type=whole_number(0), default=DEFAULT_NICE, help="niceness while waiting")
     return parser
 
 
-def _warm_up(model: str, say: Callable[[str], None]) -> WarmWorker | None:
+def _warm_up(model: str, threads: int, say: Callable[[str], None]) -> WarmWorker | None:
     from pipeline.models import ModelError, resolve_model
     from pipeline.settings import Settings, fit_to_machine, usable_cores
 
@@ -84,8 +87,9 @@ def _warm_up(model: str, say: Callable[[str], None]) -> WarmWorker | None:
     except ModelError as error:
         say(f"error: {error}")
         return None
-    # The settings a default job gets: one process with every core.
-    settings = fit_to_machine(Settings(Path(), Path(), model=model, model_path=model_path), usable_cores())
+    # The settings a default job gets: one process with the server's threads.
+    settings = Settings(Path(), Path(), model=model, model_path=model_path, threads=threads)
+    settings = fit_to_machine(settings, usable_cores())
     began = time.monotonic()
     process, connection = start_worker(multiprocessing.get_context("spawn"), 1, settings)
     try:
@@ -110,7 +114,7 @@ def serve(argv: Sequence[str]) -> int:
     from pipeline import __main__ as entry  # the imports a job needs, done now
     from pipeline import transcribe  # noqa: F401
 
-    standby.warm = _warm_up(args.model, say)
+    standby.warm = _warm_up(args.model, args.threads, say)
     if standby.warm is None:
         return entry.EXIT_BAD_INPUT
     warmed_at = time.monotonic()

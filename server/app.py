@@ -23,7 +23,7 @@ from aiohttp.web_middlewares import Middleware
 from server import keys
 from server.config import Config
 from server.executors.base import Executor
-from server.executors.local import LocalExecutor
+from server.executors.standby import begin_standbys, close_standbys, make_executor
 from server.jobs.channels import Channels
 from server.jobs.monitor import Monitor
 from server.jobs.orphans import OrphanReaper
@@ -93,22 +93,19 @@ def _runner_ctx(
         for report in await reaper.reap(config.orphan_timeout, live_instance_ids={instance_id}):
             log.warning("job %s: %s", report.job_id, report.reason)
         channels = Channels()
-        runner = Runner(
-            config,
-            store,
-            executor or LocalExecutor(),
-            channels,
-            instance_id=instance_id,
-        )
+        runs = executor or make_executor(config, store.install_id)
+        runner = Runner(config, store, runs, channels, instance_id=instance_id)
         channels.on_last_left = runner.client_left
         channels.on_joined = runner.client_joined
         app[keys.CHANNELS] = channels
         app[keys.RUNNER] = runner
         await runner.start()
+        await begin_standbys(runs)
         try:
             yield
         finally:
             await runner.shutdown()
+            await close_standbys(runs)
 
     return runner_ctx
 

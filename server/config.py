@@ -121,6 +121,13 @@ class Config:
         "(default: this Python with -m pipeline)",
         metavar="CMD",
     )
+    standby: int = setting(
+        1,
+        "warm pipelines kept ready (model loaded) for jobs with the default model; 0 turns "
+        "them off; none with a custom --pipeline-command",
+        metavar="N",
+        parse=whole_number(0),
+    )
     default_model: str = setting("tiny.en", "model used when an upload names none", metavar="NAME")
     default_processes: int = setting(1, "worker processes per job by default", metavar="N")
     default_threads: int = setting(

@@ -12,6 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from server import keys
+from server.executors.standby import standby_status
 from server.web.api import parse_job_id
 
 # Offered in the model field's suggestion list; any other name or local folder still works.
@@ -65,6 +66,7 @@ async def index(request: web.Request) -> dict[str, Any]:
         "disconnect_grace": config.disconnect_grace,
         "models": MODEL_SUGGESTIONS,
         "languages": LANGUAGES,
+        "standby": await standby_status(request.app[keys.RUNNER].executor),
     }
 
 
