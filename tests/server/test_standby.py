@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from server.app import create_app
 from server.config import Config
 from server.executors.local import LocalExecutor
 from server.executors.standby import StandbyExecutor
+from server.procs.identity import MARKER_ENV
 from tests.helpers.audio import SPEECH_CLIP
 from tests.helpers.procs import alive_in_group
 from tests.pipeline.conftest import FIXTURE_SENTENCE, repeated_speech
@@ -179,3 +183,36 @@ async def test_a_custom_pipeline_command_never_starts_a_standby(aiohttp_client, 
     job = await (await upload(client, tone, on_disconnect="keep")).json()
     final = await wait_status(client, job["id"], FINAL)
     assert final["status"] == "completed", final
+
+
+FAKE_STANDBY = Path(__file__).resolve().parents[1] / "fixtures" / "fake_standby.py"
+
+
+async def test_stop_kills_escapees_of_a_warm_job_whichever_marker_they_show(
+    aiohttp_client, make_config, tone
+):
+    command = (sys.executable, str(FAKE_STANDBY))
+    executor = StandbyExecutor(count=1, model="tiny.en", threads=1, install_id="test", command=command)
+    app = create_app(make_config(pipeline_command=command), executor=executor)
+    client = await aiohttp_client(app)
+    await wait_ready(client)
+    [standby_marker] = [s.marker for s in executor._standbys]
+    job = await (await upload(client, tone, on_disconnect="keep")).json()
+    await wait_status(client, job["id"], {"running"})
+    escapees: list[psutil.Process] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(pids := re.findall(r"escapee (\d+)", await log_text(client, job["id"]))) < 2:
+                await asyncio.sleep(0.05)
+        escapees = [psutil.Process(int(pid)) for pid in pids]
+        job_marker = f"{app[keys.STORE].install_id}:{job['id']}"
+        markers = [p.environ().get(MARKER_ENV) for p in escapees]
+        assert markers == [job_marker, standby_marker]  # exec'd after the env was set; forked
+        stopped = await (await client.post(f"/api/jobs/{job['id']}/stop")).json()
+        assert stopped["status"] == "cancelled", stopped
+        assert [p.pid for p in escapees if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+        assert alive_in_group(stopped["process_group_id"]) == []
+    finally:
+        for proc in escapees:  # ours: only if the kill under test failed
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
