@@ -3,7 +3,8 @@
 A standby is `python -m pipeline --standby`, spawned like any job (its own session and
 group, stdin the lifeline) with a marker of its own, `INSTALL:standby:UUID`, which no job
 id can spell, so the orphan rule (which works from job rows) never touches a waiting
-standby. It warms up niced; once it prints its ready line it waits for one JSON line.
+standby. The server nices its group at birth, so warming never slows a running job; once
+it prints its ready line it waits for one JSON line.
 
 Taking one for a job: raise the whole group back to priority 0 (`PRIO_PGRP` reaches every
 thread; nice is per thread on Linux), then send the job's argv and its marker. From then
@@ -15,6 +16,9 @@ there), so a kill also sweeps that marker. Both are in the recorded group, and t
 dies with its leader (PDEATHSIG); only a fork without exec by one of them that left the
 group would carry the standby marker alone, which a server restart's orphan sweep
 (it searches the job marker) would not find. The pipeline does neither.
+
+A job arriving while the only standby is still warming takes it anyway: it has done part
+of a cold start's work already, and finishes it at full priority.
 
 If the group's priority cannot be raised (no root, no CAP_SYS_NICE, RLIMIT_NICE too low),
 a niced job would be slowed by everything else; the job then starts cold and no more
@@ -49,6 +53,10 @@ log = logging.getLogger(__name__)
 # broken model cannot become a crash loop.
 RETRY_SECONDS = 1.0
 RETRY_CAP_SECONDS = 60.0
+# Niceness while warming and waiting: CFS then gives a running job about 10× its share.
+STANDBY_NICE = 10
+# Longest a job waits for a standby it took while warming before starting cold instead.
+TAKE_WARMING_SECONDS = 60.0
 # Stopping a standby that never took a job: nothing to save, so a short grace.
 STANDBY_KILL_GRACE = 1.0
 
@@ -129,6 +137,7 @@ class StandbyExecutor(LocalExecutor):
     async def _spawn_one(self) -> None:
         marker = f"{self._install_id}:standby:{uuid.uuid4().hex}"
         argv = [*self.command, "--standby", "--model", self.model, "--threads", str(self.threads)]
+        argv += ["--nice", "0"]  # the server nices the whole group itself
         try:
             spawned = await spawn(argv, marker=marker)
         except OSError as error:
@@ -136,25 +145,17 @@ class StandbyExecutor(LocalExecutor):
             self._failures += 1
             return
         standby = Standby(spawned, marker)
+        with contextlib.suppress(ProcessLookupError):
+            # Set here, not by the standby itself: every thread it ever makes inherits it,
+            # and a job taking it at once cannot be re-niced by a late os.nice().
+            os.setpriority(os.PRIO_PGRP, spawned.pgid, STANDBY_NICE)
         self._standbys.append(standby)
         standby.watcher = asyncio.create_task(self._watch(standby), name=f"standby-{standby.pid}")
 
     async def _watch(self, standby: Standby) -> None:
-        """Read the standby's lines until it is ready, then wait for it to die untaken."""
-        stdout = standby.spawned.process.stdout
-        assert stdout is not None, "spawn always pipes stdout"
-        while not standby.ready:
-            raw = await stdout.readline()
-            if not raw:
-                break
-            line = raw.decode("utf-8", errors="replace").rstrip()
-            if line.startswith(STANDBY_READY):
-                standby.ready = True
-                self._failures = 0
-                log.info("standby %d: %s", standby.pid, line)
-            else:
-                log.info("standby %d: %s", standby.pid, line)
-        await wait_exited(standby.spawned.process)
+        """Until it is taken: see it warm up, then wait for it to die untaken."""
+        if await self._warm_up(standby):
+            await wait_exited(standby.spawned.process)
         # Died untaken (killed from outside, or failed to warm up): replace it.
         if not standby.ready:
             self._failures += 1
@@ -163,6 +164,21 @@ class StandbyExecutor(LocalExecutor):
             self._standbys.remove(standby)
         await self._stop(standby)
         self._changed.set()
+
+    async def _warm_up(self, standby: Standby) -> bool:
+        """Log the standby's lines until its ready line; False if it ended first."""
+        stdout = standby.spawned.process.stdout
+        assert stdout is not None, "spawn always pipes stdout"
+        while not standby.ready:
+            raw = await stdout.readline()  # cancel-safe: a partial line stays buffered
+            if not raw:
+                return False
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            if line.startswith(STANDBY_READY):
+                standby.ready = True
+                self._failures = 0
+            log.info("standby %d: %s", standby.pid, line)
+        return True
 
     async def _stop(self, standby: Standby) -> None:
         target = Target.of(standby.spawned.pgid, standby.spawned.identity, standby.marker)
@@ -198,40 +214,57 @@ class StandbyExecutor(LocalExecutor):
         )
 
     async def _take(self, job_id: int, argv: Sequence[str], marker: str) -> Standby | None:
-        while True:
-            standby = next((s for s in self._standbys if s.ready), None)
-            if standby is None:
-                return None
+        """A standby running the job: a ready one, else one still warming (it has done part
+        of a cold start's work already, and finishes at full priority); None: start cold."""
+        while self._standbys:
+            standby = next((s for s in self._standbys if s.ready), self._standbys[0])
             self._standbys.remove(standby)
             self._changed.set()  # warm the next one behind this job
-            if standby.watcher is not None:
-                standby.watcher.cancel()
-                await asyncio.gather(standby.watcher, return_exceptions=True)
-            self._memory.forget(standby.pid)
             try:
-                # The whole group, every thread: nice is per thread, and the worker's
-                # CTranslate2 threads were created niced.
-                os.setpriority(os.PRIO_PGRP, standby.spawned.pgid, 0)
-            except PermissionError:
-                log.warning("standby: may not raise its priority back; jobs start cold from now on")
-                self.count = 0
-                await self._stop(standby)
+                if await self._hand_over(standby, job_id, argv, marker):
+                    self._taken[job_id] = standby
+                    log.info("job %s: started on standby %d", job_id, standby.pid)
+                    return standby
+            except BaseException:
+                await self._stop(standby)  # cancelled mid-way (shutdown): it has no owner
+                raise
+            await self._stop(standby)
+            if self.count == 0:
                 return None
-            except ProcessLookupError:
-                await self._stop(standby)
-                continue  # it just died: try the next one
-            job = {"argv": list(argv[len(self.command) :]), "env": {MARKER_ENV: marker}}
-            stdin = standby.spawned.process.stdin
-            assert stdin is not None, "spawn always pipes stdin"
-            try:
-                stdin.write(json.dumps(job).encode() + b"\n")
-                await stdin.drain()
-            except (BrokenPipeError, ConnectionResetError):
-                await self._stop(standby)
-                continue
-            self._taken[job_id] = standby
-            log.info("job %s: started on standby %d", job_id, standby.pid)
-            return standby
+        return None
+
+    async def _hand_over(self, standby: Standby, job_id: int, argv: Sequence[str], marker: str) -> bool:
+        if standby.watcher is not None:
+            standby.watcher.cancel()
+            await asyncio.gather(standby.watcher, return_exceptions=True)
+        self._memory.forget(standby.pid)
+        try:
+            # The whole group, every thread: nice is per thread, and the worker's
+            # CTranslate2 threads were created niced.
+            os.setpriority(os.PRIO_PGRP, standby.spawned.pgid, 0)
+        except PermissionError:
+            log.warning("standby: may not raise its priority back; jobs start cold from now on")
+            self.count = 0
+            return False
+        except ProcessLookupError:
+            return False  # it just died
+        job = {"argv": list(argv[len(self.command) :]), "env": {MARKER_ENV: marker}}
+        stdin = standby.spawned.process.stdin
+        assert stdin is not None, "spawn always pipes stdin"
+        try:
+            # A warming standby reads it once ready; the pipe holds it until then.
+            stdin.write(json.dumps(job).encode() + b"\n")
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        if standby.ready:
+            return True
+        try:
+            async with asyncio.timeout(TAKE_WARMING_SECONDS):
+                return await self._warm_up(standby)
+        except TimeoutError:
+            log.warning("job %s: standby %d not ready in time", job_id, standby.pid)
+            return False
 
     async def start(
         self,

@@ -110,6 +110,20 @@ async def test_job_starts_warm_and_a_new_standby_follows(aiohttp_client, real_co
     assert standby_pids(app) != [ready_pid]
 
 
+async def test_a_job_takes_a_standby_that_is_still_warming(aiohttp_client, real_config):
+    app = create_app(real_config())
+    client = await aiohttp_client(app)
+    async with asyncio.timeout(30):
+        while not (pids := standby_pids(app)):
+            await asyncio.sleep(0.01)
+    warming = (await health(client))["standby"]["warming"]
+    job = await (await upload(client, SPEECH_CLIP, on_disconnect="keep")).json()
+    final = await wait_status(client, job["id"], FINAL, timeout=120)
+    assert final["status"] == "completed", final
+    assert final["process_id"] == pids[0], (final, warming)
+    assert "before the job (warm start)" in await log_text(client, job["id"])
+
+
 async def test_stop_of_a_warm_job_kills_its_group_at_full_priority(aiohttp_client, real_config, tmp_path):
     client = await aiohttp_client(create_app(real_config()))
     await wait_ready(client)
@@ -159,7 +173,7 @@ async def test_a_burst_larger_than_the_standbys_all_completes(aiohttp_client, re
     finals = [await wait_status(client, j["id"], FINAL, timeout=240) for j in jobs]
     assert [f["status"] for f in finals] == ["completed"] * 4, finals
     warm = ["warm start" in await log_text(client, j["id"]) for j in jobs]
-    assert warm[0] and not all(warm), warm  # one standby: the first warm, others cold
+    assert warm[0], warm  # the others take a standby still warming, or start cold
 
 
 async def test_standby_zero_starts_every_job_cold(aiohttp_client, real_config):
