@@ -104,6 +104,7 @@ class StandbyExecutor(LocalExecutor):
         self._install_id = install_id
         self._standbys: list[Standby] = []  # warming or ready, not yet taken
         self._taken: dict[int, Standby] = {}  # job id -> the standby running it
+        self._handing: set[Standby] = set()  # being handed a job right now
         self._changed = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
         self._failures = 0
@@ -121,7 +122,9 @@ class StandbyExecutor(LocalExecutor):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        standbys, self._standbys = self._standbys, []
+        # One still finishing its warm-up for a job is stopped too: that job starts cold,
+        # and the runner, shutting down, kills it at once.
+        standbys, self._standbys = [*self._standbys, *self._handing], []
         await asyncio.gather(*(self._stop(s) for s in standbys), return_exceptions=True)
 
     async def _keep(self) -> None:
@@ -220,6 +223,7 @@ class StandbyExecutor(LocalExecutor):
             standby = next((s for s in self._standbys if s.ready), self._standbys[0])
             self._standbys.remove(standby)
             self._changed.set()  # warm the next one behind this job
+            self._handing.add(standby)
             try:
                 if await self._hand_over(standby, job_id, argv, marker):
                     self._taken[job_id] = standby
@@ -228,6 +232,8 @@ class StandbyExecutor(LocalExecutor):
             except BaseException:
                 await self._stop(standby)  # cancelled mid-way (shutdown): it has no owner
                 raise
+            finally:
+                self._handing.discard(standby)
             await self._stop(standby)
             if self.count == 0:
                 return None
