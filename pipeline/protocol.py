@@ -7,12 +7,17 @@ The pipeline prints human-readable lines. Two kinds also carry data the server p
 
 Any other line is a plain log line. Both forms read well in a log file a person tails,
 and they are stable: the server imports `parse_line` from here, never its own regex.
+
+A standby (`python -m pipeline --standby`) prints one more line before it has a job,
+`[standby] ready MODEL, ...`, once its model is loaded.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+STANDBY_READY = "[standby] ready"
 
 _PROGRESS = re.compile(r"^\[progress\] (\d+(?:\.\d+)?)/(\d+(?:\.\d+)?) s\b")
 _SEGMENT = re.compile(r"^\[segment (\d+):(\d\d):(\d\d\.\d{3}) --> (\d+):(\d\d):(\d\d\.\d{3})\] ?(.*)$")

@@ -33,7 +33,7 @@ class Settings:
     device: str = "cpu"
     compute_type: str = "auto"
     lifeline: bool = False
-    word_timestamps: bool = True  # merging overlapping chunks needs them
+    word_timestamps: bool | None = None  # None: only when chunks must be merged by words
     initial_prompt: str | None = None
     temperature: float | None = None  # None: faster-whisper's fallback schedule
     warnings: tuple[str, ...] = field(default=())

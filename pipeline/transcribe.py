@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import resource
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from pipeline.formats import write_partial, write_transcript
 from pipeline.merge import Merger
 from pipeline.settings import Settings, chunk_length, fit_to_machine, usable_cores
 from pipeline.transcript import Segment
-from pipeline.worker import run_worker
+from pipeline.worker import WarmWorker, start_worker
 
 Say = Callable[[str], None]
 _POLL_SECONDS = 0.1
@@ -57,6 +56,8 @@ class Run:
     worker_peaks: dict[int, int] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)
     merger: Merger | None = None
+    warm: WarmWorker | None = None  # a worker loaded before the job (standby mode)
+    preloaded: dict[int, float] = field(default_factory=dict)  # worker -> its load seconds
 
     def worker_pids(self) -> list[int]:
         return [p.pid for p in self.workers if p.pid is not None]
@@ -78,6 +79,7 @@ class Run:
                 "batch_size": s.batch_size if s.batched else 0,
                 "vad": s.vad,
                 "word_timestamps": s.word_timestamps,
+                "warm_start": bool(self.preloaded),
                 "device": s.device,
                 "compute_type": s.effective_compute_type,
             },
@@ -120,7 +122,12 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
     settings = fit_to_machine(settings, cores)
     length = chunk_length(settings, duration)
     planned = audio.plan_chunks(duration, length, settings.overlap_seconds)
-    settings = replace(settings, processes=min(settings.processes, len(planned)))
+    words = settings.word_timestamps
+    if words is None:
+        words = len(planned) > 1  # merging overlapping chunks needs word times
+    settings = replace(
+        settings, processes=min(settings.processes, len(planned)), word_timestamps=words
+    )
     run.settings = settings
     run.duration = duration
     for note in settings.warnings:
@@ -135,16 +142,18 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
     )
     load_began = time.monotonic()
     try:
+        warm, run.warm = run.warm, None
+        if warm is not None and not warm.fits(settings):
+            say("warm worker does not fit this job's settings: starting cold")
+            warm.discard()
+            warm = None
         for number in range(1, settings.processes + 1):
-            ours, theirs = context.Pipe(duplex=True)
-            process = context.Process(
-                target=run_worker,
-                args=(number, os.getpid(), settings, theirs),
-                name=f"pipeline-worker-{number}",
-                daemon=True,
-            )
-            process.start()
-            theirs.close()
+            if number == 1 and warm is not None:
+                warm.connection.send(settings)  # this job's decoding options from now on
+                process, ours = warm.process, warm.connection
+                run.preloaded[number] = warm.load_seconds
+            else:
+                process, ours = start_worker(context, number, settings)
             run.workers.append(process)
             run.connections[number] = ours
 
@@ -204,7 +213,19 @@ def _collect(
         lo, hi = round(chunk.start * audio.SAMPLE_RATE), round(chunk.end * audio.SAMPLE_RATE)
         connection.send((chunk.index, chunk.start, samples[lo:hi]))
 
+    def on_loaded(worker: int, seconds: float, before: str = "") -> None:
+        nonlocal loaded, transcribe_began
+        loaded += 1
+        run.timings["model_load"] = max(run.timings.get("model_load", 0.0), seconds)
+        say(f"worker {worker}: model loaded in {seconds:.2f} s{before}")
+        if loaded == len(run.workers):
+            run.timings["startup"] = time.monotonic() - load_began
+            transcribe_began = time.monotonic()
+        hand_out(worker)
+
     progress()
+    for worker, seconds in run.preloaded.items():
+        on_loaded(worker, seconds, " before the job (warm start)")
     while not merger.complete:
         by_connection = {id(c): n for n, c in run.connections.items()}
         ready = wait(list(run.connections.values()), timeout=_POLL_SECONDS)
@@ -225,14 +246,7 @@ def _collect(
                 raise WorkerFailed(f"worker {worker} died (exit code {code})") from None
             kind = event[0]
             if kind == "loaded":
-                loaded += 1
-                seconds = event[2]
-                run.timings["model_load"] = max(run.timings.get("model_load", 0.0), seconds)
-                say(f"worker {worker}: model loaded in {seconds:.2f} s")
-                if loaded == len(run.workers):
-                    run.timings["startup"] = time.monotonic() - load_began
-                    transcribe_began = time.monotonic()
-                hand_out(worker)
+                on_loaded(worker, event[2])
             elif kind == "segment":
                 index, data = event[2], event[3]
                 segment = Segment.from_dict(data)

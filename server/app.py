@@ -23,8 +23,9 @@ from aiohttp.web_middlewares import Middleware
 from server import keys
 from server.config import Config
 from server.executors.base import Executor
-from server.executors.local import LocalExecutor, containment
+from server.executors.local import containment
 from server.executors.select import choose_executor
+from server.executors.standby import begin_standbys, close_standbys, make_executor
 from server.jobs.channels import Channels
 from server.jobs.monitor import Monitor
 from server.jobs.orphans import OrphanReaper
@@ -98,7 +99,7 @@ def _runner_ctx(
             containment, store.install_id, root=config.cgroup_root, memory_mb=config.job_memory_mb
         )
         app[keys.CONTAINMENT] = "cgroup" if cgroups is not None else "process-group"
-        local = LocalExecutor(cgroups=cgroups, kill_grace=config.kill_grace)
+        local = make_executor(config, store.install_id, cgroups=cgroups)
         chosen = choose_executor(config, store, executor, local=local)
         reaper = OrphanReaper(
             store,
@@ -128,10 +129,12 @@ def _runner_ctx(
             # Jobs a cluster kept running through a crash are followed again first.
             await reattach_jobs(runner, chosen.executor, "ray")  # type: ignore[arg-type]
         await runner.start()
+        await begin_standbys(chosen.executor)
         try:
             yield
         finally:
             await runner.shutdown()
+            await close_standbys(chosen.executor)
             if cgroups is not None:
                 cgroups.close()
 

@@ -133,6 +133,13 @@ class Config:
         "(default: this Python with -m pipeline)",
         metavar="CMD",
     )
+    standby: int = setting(
+        1,
+        "warm pipelines kept ready (model loaded) for jobs with the default model; 0 turns "
+        "them off; none with a custom --pipeline-command",
+        metavar="N",
+        parse=whole_number(0),
+    )
     default_model: str = setting("tiny.en", "model used when an upload names none", metavar="NAME")
     allow_model_downloads: bool = setting(
         False,

@@ -117,6 +117,13 @@ class JobCgroup:
     def exists(self) -> bool:
         return (self.path / "cgroup.procs").exists()
 
+    def adopt(self, pids: list[int]) -> None:
+        """Move running processes in (a warm standby taking a job); what they fork from
+        then on is born inside. Raises OSError (ESRCH for one that just exited)."""
+        for target in [self.path, *([self.memory_v1] if self.memory_v1 is not None else [])]:
+            for pid in pids:
+                _write(target / "cgroup.procs", str(pid))
+
     def pids(self) -> list[int]:
         try:
             return [int(p) for p in _read(self.path / "cgroup.procs").split()]

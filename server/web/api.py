@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from server import keys
+from server.executors.standby import standby_status
 from server.jobs.logtail import tail_lines
 from server.jobs.observer import source_label
 from server.jobs.runner import saved_segments
@@ -212,4 +213,7 @@ async def health(request: web.Request) -> web.Response:
     probe = request.app.get(keys.LAG_PROBE)
     if probe is not None:
         body["loop_lag_ms"] = probe.summary()
+    standby = await standby_status(runner.executor)
+    if standby is not None:
+        body["standby"] = standby
     return web.json_response(body)

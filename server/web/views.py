@@ -12,6 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from server import keys
+from server.executors.standby import standby_status
 from server.web.api import parse_job_id
 
 
@@ -75,6 +76,7 @@ async def index(request: web.Request) -> dict[str, Any]:
         "languages": LANGUAGES,
         "containment": request.app[keys.CONTAINMENT],
         "job_memory_mb": config.job_memory_mb,
+        "standby": await standby_status(request.app[keys.RUNNER].executor),
     }
 
 

@@ -40,14 +40,23 @@ def test_transcribes_the_generated_speech(tmp_path: Path) -> None:
     assert document["model"] == "tiny.en"
     assert document["duration"] == pytest.approx(7.2, abs=0.1)
     assert set(document["timings"]) >= {"decode", "model_load", "transcribe", "wall"}
-    first_word = document["segments"][0]["words"][0]
-    assert set(first_word) == {"start", "end", "word", "probability"}
+    # One chunk: nothing to merge, so no word timestamps unless asked for.
+    assert document["config"]["word_timestamps"] is False
+    assert all(s["words"] == [] for s in document["segments"])
 
     progress, segments = _events(done.stdout)
     assert progress[-1].done_seconds == pytest.approx(progress[-1].total_seconds)
     assert [s.text for s in segments] == [s["text"] for s in document["segments"]]
     for line in ("model loaded in", "chunk 1/1", "finished in", "real-time factor", "peak memory"):
         assert line in done.stdout
+
+
+def test_word_timestamps_when_asked(tmp_path: Path) -> None:
+    done = run_pipeline(FIXTURE, "--out-dir", tmp_path, "--formats", "json", "--word-timestamps")
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads((tmp_path / "transcript.json").read_text())
+    first_word = document["segments"][0]["words"][0]
+    assert set(first_word) == {"start", "end", "word", "probability"}
 
 
 @pytest.mark.skipif(not JFK.exists(), reason="../shared/audio/jfk.flac is not here")
