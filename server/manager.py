@@ -16,6 +16,7 @@ from typing import Any
 from server.executors.base import job_marker
 from server.jobs.logtail import tail_lines
 from server.jobs.orphans import OrphanReaper, OrphanReport, RemoteOrphans, kill_job_row
+from server.procs.cgroup import Cgroups
 from server.procs.identity import identity_matches, read_identity
 from server.procs.kill import KillReport
 from server.procs.sampler import TreeSampler, gone_sample
@@ -35,11 +36,14 @@ class ProcessManager:
         instance_id: str | None = None,
         sampler: TreeSampler | None = None,
         remote: RemoteOrphans | None = None,
+        cgroups: Cgroups | None = None,
     ) -> None:
         self.store = store
         self.kill_grace = kill_grace
         self.sampler = sampler or TreeSampler()
-        self.reaper = OrphanReaper(store, kill_grace=kill_grace, instance_id=instance_id, remote=remote)
+        self.reaper = OrphanReaper(
+            store, kill_grace=kill_grace, instance_id=instance_id, remote=remote, cgroups=cgroups
+        )
 
     def marker(self, job_id: int) -> str:
         return job_marker(self.store.install_id, job_id)

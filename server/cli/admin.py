@@ -176,7 +176,11 @@ async def cleanup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             from server.executors.ray_orphans import RayOrphans
 
             remote = RayOrphans(RayCluster(config.ray_address), store, adopts=False)
-        manager = ProcessManager(store, kill_grace=config.kill_grace, remote=remote)
+        from server.procs.cgroup import find_existing
+
+        # Jobs' cgroups, found by the install's name wherever its server made them.
+        cgroups = await asyncio.to_thread(find_existing, store.install_id)
+        manager = ProcessManager(store, kill_grace=config.kill_grace, remote=remote, cgroups=cgroups)
         reports = await manager.cleanup_orphaned_processes(
             config.orphan_timeout,
             live_instance_ids=(),

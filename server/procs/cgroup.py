@@ -257,6 +257,27 @@ class Cgroups:
                     path.rmdir()
 
 
+def find_existing(install_id: str) -> Cgroups | None:
+    """An install's parent cgroup wherever a server made it, without creating anything:
+    for `transcriptor cleanup`, which runs from another cgroup than the server did. The
+    name carries the install id, so what is found is exactly that install's."""
+    name = f"transcriptor-{install_id}"
+    mountinfo = mounts(Path("/proc/self/mountinfo").read_text(encoding="utf-8"))
+    for mount, _root, kind, _opts in mountinfo:
+        if kind != "cgroup2":
+            continue
+        for folder, subfolders, _files in os.walk(mount):
+            if name in subfolders:
+                parent = Path(folder) / name
+                memory = next(
+                    (Path(f) / name for m, _r, k, o in mountinfo if k == "cgroup" and "memory" in o
+                     for f, subs, _ in os.walk(m) if name in subs),
+                    None,
+                )  # fmt: skip
+                return Cgroups(parent, memory, False, None)
+    return None
+
+
 def setup(install_id: str, *, root: Path | None, memory_mb: int | None) -> Cgroups:
     """Create this install's parent cgroup; raises CgroupUnavailable saying why not."""
     mountinfo = mounts(Path("/proc/self/mountinfo").read_text(encoding="utf-8"))

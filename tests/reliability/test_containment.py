@@ -107,6 +107,28 @@ def test_the_daemon_dies_after_a_server_sigkill_and_restart(start_server, tone, 
     record(restart_seconds=round(took, 2))
 
 
+def test_cleanup_kills_the_daemon_by_its_cgroup_after_a_server_sigkill(start_server, tone, tmp_path):
+    import subprocess
+    import sys
+
+    server, job, pid = daemon_job(start_server, tone, tmp_path)
+    parent = cgroup_parent(server)
+    server.sigkill()
+    assert is_alive(pid), "expected the daemon to outlive the server (else this proves nothing)"
+    # From another folder: the command finds the job's cgroup by the install's name.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCRIPTOR_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "cleanup", "--data-dir", str(server.data_dir),
+         "--timeout", "0"],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not is_alive(pid), result.stdout
+    assert f"job {job['id']}" in result.stdout and "orphaned" in result.stdout, result.stdout
+    assert not (parent / f"job-{job['id']}").exists(), "the leftover cgroup was not removed"
+
+
 def test_a_memory_hog_is_capped_and_its_neighbour_completes(start_server, tone, behaviours, record):
     args = behaviours(
         hog=["--exec-helper", "hog.py 1000 60"],
