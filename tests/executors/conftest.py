@@ -3,15 +3,11 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from server.config import Config
-from tests.conftest import fake_command
-from tests.helpers.audio import tone_wav
 from tests.helpers.server_proc import free_port
 
 
@@ -34,28 +30,11 @@ def ray_address() -> Iterator[str]:
 
 
 @pytest.fixture
-def ray_config(tmp_path: Path, ray_address: str) -> Callable[..., Config]:
+def ray_config(make_config: Callable[..., Config], ray_address: str) -> Callable[..., Config]:
+    """The app-level test config (tests/conftest.py), running its jobs on the Ray head."""
+
     def make(*fake_flags: str, **overrides: Any) -> Config:
-        port = free_port()
-        base = Config(
-            data_dir=tmp_path / "data",
-            host="127.0.0.1",
-            port=port,
-            executor="ray",
-            ray_address=ray_address,
-            disconnect_grace=0.5,
-            kill_grace=1.0,
-            heartbeat_interval=0.5,
-            metrics_interval=0.2,
-            max_concurrent_jobs=2,
-            disk_reserve_mb=0,
-            pipeline_command=fake_command(*fake_flags),
-        )
-        return replace(base, **overrides)
+        ray = {"host": "127.0.0.1", "port": free_port(), "executor": "ray", "ray_address": ray_address}
+        return make_config(*fake_flags, **{**ray, "max_concurrent_jobs": 2, **overrides})
 
     return make
-
-
-@pytest.fixture
-def tone(tmp_path: Path) -> Path:
-    return tone_wav(tmp_path / "tone.wav")
