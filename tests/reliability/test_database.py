@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from server.store.migrate import SCHEMA_VERSION
 from tests.helpers.server_proc import ServerProcess, multipart, wait_for
 from tests.store.legacy import make_legacy_db
 
@@ -130,7 +131,7 @@ def test_server_killed_during_migration_leaves_original_and_backup_intact(tmp_pa
             assert (version, count, sample) == original
             outcomes.append(f"{delay:g}s: rolled back to v0" + (" (hot journal)" if journal else ""))
         else:
-            assert version == 1 and count == original[1], (version, count)
+            assert version == SCHEMA_VERSION and count == original[1], (version, count)
             outcomes.append(f"{delay:g}s: upgrade had committed")
         assert table_digest(backup) == original, "the backup is not the database as it was"
     assert any("rolled back" in o for o in outcomes), outcomes
@@ -140,7 +141,7 @@ def test_server_killed_during_migration_leaves_original_and_backup_intact(tmp_pa
     server.start()
     try:
         version, count, _ = table_digest(data / "transcriptor.db")
-        assert version == 1 and count == original[1]
+        assert version == SCHEMA_VERSION and count == original[1]
         jobs = server.jobs()
         assert jobs and all(j["status"] in ("completed", "failed", "queued") for j in jobs)
         with sqlite3.connect(f"file:{data / 'transcriptor.db'}?mode=ro", uri=True) as conn:
