@@ -125,8 +125,11 @@ async def test_a_job_takes_a_standby_that_is_still_warming(aiohttp_client, real_
 
 
 async def test_stop_of_a_warm_job_kills_its_group_at_full_priority(aiohttp_client, real_config, tmp_path):
-    client = await aiohttp_client(create_app(real_config()))
+    app = create_app(real_config())
+    client = await aiohttp_client(app)
     await wait_ready(client)
+    # Waiting, it runs only on a core no job wants.
+    assert {os.sched_getscheduler(pid) for pid in standby_pids(app)} == {os.SCHED_IDLE}
     job = await (await upload(client, long_audio(tmp_path), on_disconnect="keep")).json()
     running = await wait_status(client, job["id"], {"running"} | FINAL)
     await wait_log(client, job["id"], "started on worker 1")
@@ -135,6 +138,9 @@ async def test_stop_of_a_warm_job_kills_its_group_at_full_priority(aiohttp_clien
     # Raised back from the standby's nice 10, every thread of the group.
     nices = {t.id: psutil.Process(t.id).nice() for p in members for t in p.threads()}
     assert set(nices.values()) == {0}, nices
+    # And out of SCHED_IDLE, which the standby warmed up in.
+    policies = {t.id: os.sched_getscheduler(t.id) for p in members for t in p.threads()}
+    assert set(policies.values()) == {os.SCHED_OTHER}, policies
     stopped = await (await client.post(f"/api/jobs/{job['id']}/stop")).json()
     assert stopped["status"] == "cancelled", stopped
     assert alive_in_group(running["process_group_id"]) == []
