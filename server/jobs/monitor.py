@@ -86,7 +86,7 @@ class Monitor:
         reports = await self.reaper.reap(
             self.config.orphan_timeout,
             live_instance_ids={self.instance_id},
-            exclude_job_ids=set(self.runner.running),
+            exclude_job_ids=self.runner.running.keys(),  # live: a job started meanwhile counts
         )
         for report in reports:
             log.warning("job %s: %s", report.job_id, report.reason)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from server.executors.base import job_marker
-from server.jobs.state import ORPHANED_PREFIX, failure, record_ending
+from server.jobs.state import ORPHANED_PREFIX, JobStatus, failure, record_ending
 from server.procs.cgroup import Cgroups, kill_cgroup
 from server.procs.identity import identity_matches, leader_state, marker_carriers
 from server.procs.kill import KillReport, Target, check_group, kill_tree
@@ -116,21 +116,26 @@ class OrphanReaper:
             if report is not None:
                 reports.append(report)
         if not dry_run:
-            # A queued row may be starting in another instance on this data dir.
-            queued = await self.store.queued_jobs()
-            keep = set(exclude_job_ids) | {int(j["id"]) for j in [*active, *queued]}
-            await self._sweep_cgroups(keep)
+            await self._sweep_cgroups(exclude_job_ids)
         if self.remote is not None:
             reports += await self.remote.sweep(dry_run=dry_run)
         return reports
 
-    async def _sweep_cgroups(self, keep: Collection[int]) -> None:
-        """Kill and remove job cgroups no running job owns (a crash between a job's end
-        and its cgroup's removal); membership alone proves what is in them ours."""
+    async def _sweep_cgroups(self, exclude_job_ids: Collection[int]) -> None:
+        """Kill and remove job cgroups whose job is over (a crash between a job's end and
+        its cgroup's removal); membership alone proves what is in them ours.
+
+        A job's row exists before its cgroup, so the row is read after the cgroup was
+        listed: a job that started meanwhile (here or in another instance) shows as
+        queued or running and is left alone. Reading the rows first killed a job that
+        started between the read and the listing."""
         if self.cgroups is None:
             return
         for job_id in await asyncio.to_thread(self.cgroups.job_ids):
-            if job_id in keep:
+            row = await self.store.get_job(job_id)
+            if row is not None and not JobStatus(row["status"]).is_final:
+                continue
+            if job_id in exclude_job_ids:  # a live view: checked just before the kill
                 continue
             cgroup = self.cgroups.job(job_id)
             report = await kill_cgroup(cgroup, grace=self.kill_grace, job_id=job_id)

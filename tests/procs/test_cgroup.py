@@ -185,3 +185,35 @@ def test_mountinfo_and_own_cgroup_are_parsed() -> None:
     assert found[1][0] == Path("/sys/fs/cgroup/my memory") and "memory" in found[1][3]
     own = own_cgroups("4:memory:/a/b\n1:cpu,cpuacct:/\n0::/system.slice/x.service\n")
     assert own == {"memory": "/a/b", "cpu": "/", "cpuacct": "/", "": "/system.slice/x.service"}
+
+
+async def test_the_sweep_leaves_a_job_that_started_after_the_rows_were_read(
+    cgroups: Cgroups, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exact interleaving of a flake seen under load: the reaper's list of live jobs
+    was read, then a job was queued and started, then the cgroups were listed. The new
+    job's cgroup was swept as a leftover and the job killed."""
+    from server.jobs.orphans import OrphanReaper
+    from server.store import Store
+    from tests.store.util import job_args
+
+    store = await Store.open(tmp_path / "t.db")
+    executor = executor_for(cgroups)
+    try:
+        job = await store.create_job(**job_args())
+        handle = await start(executor, job["id"], "sleeper.py", 30)
+        assert await line_starting(executor, handle, "ready")
+        reaper = OrphanReaper(store, kill_grace=0.5, cgroups=cgroups)
+
+        async def read_before_the_job_existed() -> list[dict[str, object]]:
+            return []
+
+        monkeypatch.setattr(store, "get_active_jobs", read_before_the_job_existed)
+        monkeypatch.setattr(store, "queued_jobs", read_before_the_job_existed)
+        await reaper.reap(300, exclude_job_ids=())
+        assert is_alive(handle.pid), "the sweep killed a job that had just started"
+        assert handle.cgroup is not None and handle.cgroup.exists()
+        await executor.kill(handle, grace=0.5)
+        await finish(executor, handle)
+    finally:
+        await store.close()
