@@ -46,19 +46,6 @@ def data_dir_default(environ: Mapping[str, str]) -> Path:
     return Path(environ.get(DATA_DIR_ENV) or "./data")
 
 
-def positive_int(text: str) -> int:
-    """argparse type for a job id."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def human_bytes(count: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if abs(count) < 1000 or unit == "GB":

@@ -10,39 +10,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline.argtypes import number, whole_number
 from server.cli.common import (
     DATA_DIR_ENV,
     EXIT_CODES_HELP,
     SERVER_ENV,
     TOKEN_ENV,
     data_dir_default,
-    positive_int,
     server_default,
     token_default,
 )
 
 PROG = "transcriptor"
 MAX_LOG_LINES = 10_000  # the server's cap on GET /api/jobs/{id}/logs?lines=N
-
-
-def _line_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if not 0 <= value <= MAX_LOG_LINES:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_LOG_LINES}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
 
 
 def _text(*paragraphs: str) -> str:
@@ -158,11 +138,11 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "grace: detaching from such a job, when nobody else watches it, stops it. Jobs "
         "uploaded with on_disconnect=keep run on.",
     )
-    logs.add_argument("job", type=positive_int, metavar="JOB", help="the job's id")
+    logs.add_argument("job", type=whole_number(1), metavar="JOB", help="the job's id")
     logs.add_argument(
         "-n",
         "--lines",
-        type=_line_count,
+        type=whole_number(0, MAX_LOG_LINES),
         default=20,
         metavar="N",
         help=f"how many of the last lines to print, 0-{MAX_LOG_LINES} (default: %(default)s)",
@@ -178,7 +158,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "its kill grace) and records it as cancelled (`stopped by user`). Prints how the "
         "job ended.",
     )
-    stop.add_argument("job", type=positive_int, metavar="JOB", help="the job's id")
+    stop.add_argument("job", type=whole_number(1), metavar="JOB", help="the job's id")
     _add_server_arguments(stop, environ)
 
     cleanup = _command_parser(
@@ -193,7 +173,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     cleanup.add_argument(
         "--timeout",
-        type=_seconds,
+        type=number(0),
         default=None,
         metavar="SECONDS",
         help="heartbeat age after which a job is orphaned (default: the server's "
@@ -201,7 +181,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     cleanup.add_argument(
         "--kill-grace",
-        type=_seconds,
+        type=number(0),
         default=None,
         metavar="SECONDS",
         help="seconds between SIGTERM and SIGKILL (default: 5; env TRANSCRIPTOR_KILL_GRACE)",
