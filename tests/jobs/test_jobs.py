@@ -147,7 +147,7 @@ async def test_stop_kills_group(aiohttp_client, make_config, tone):
     client = await aiohttp_client(create_app(config))
     job = await (await upload(client, tone, on_disconnect="keep")).json()
     running = await wait_status(client, job["id"], {"running"})
-    await asyncio.sleep(0.3)
+    await wait_for_line(client, job["id"])  # the first line follows the grandchild's start
     response = await client.post(f"/api/jobs/{job['id']}/stop")
     assert response.status == 200
     stopped = await response.json()

@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers.procs import wait_until
+
 from .conftest import FIXTURE, REPO, pipeline_env, run_pipeline
 
 
@@ -83,8 +85,10 @@ def test_sigterm_stops_within_a_second_and_keeps_partial_output(
     assert partial["partial"] is True
     assert partial["segments"], "the segment printed before SIGTERM is kept"
     assert not (out_dir / "transcript.json").exists()
-    time.sleep(0.5)
-    assert all(_gone(p) for p in family), [p.pid for p in family if not _gone(p)]
+    # The workers die with their leader (PDEATHSIG): wait for that, bounded.
+    assert wait_until(lambda: all(_gone(p) for p in family), timeout=5), [
+        p.pid for p in family if not _gone(p)
+    ]
 
 
 # The "parent": starts the pipeline as the server does (stdin a pipe it keeps open, a new
