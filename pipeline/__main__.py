@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(processes × threads is capped at the core count)",
     )
     add(
+        "--replicas",
+        type=whole_number(0),
+        default=0,
+        help="model replicas per worker that decode batches side by side (sharing the "
+        "weights); 0: one per core of the worker when batching, else 1",
+    )
+    add(
         "--chunk-seconds",
         type=number(0),
         default=0.0,
@@ -197,6 +204,7 @@ def main(argv: Sequence[str] | None = None, *, standby: Standby | None = None) -
         language=args.language,
         processes=args.processes,
         threads=args.threads,
+        replicas=args.replicas,
         chunk_seconds=args.chunk_seconds,
         overlap_seconds=args.overlap_seconds,
         beam_size=args.beam_size,

@@ -24,6 +24,7 @@ class Settings:
     language: str = "auto"
     processes: int = 1
     threads: int = 0  # 0: the cores divided among the processes
+    replicas: int = 0  # model replicas per worker decoding batches side by side; 0: auto
     chunk_seconds: float = 0.0  # 0: one chunk per process
     overlap_seconds: float = DEFAULT_OVERLAP_SECONDS
     beam_size: int = DEFAULT_BEAM_SIZE
@@ -81,9 +82,26 @@ def fit_to_machine(settings: Settings, cores: int) -> Settings:
             f"using {fitted} thread(s) per process"
         )
         threads = fitted
+    replicas = settings.replicas if settings.replicas > 0 else auto_replicas(settings, cores, processes)
     return replace(
-        settings, processes=processes, threads=threads, warnings=settings.warnings + tuple(notes)
+        settings,
+        processes=processes,
+        threads=threads,
+        replicas=replicas,
+        warnings=settings.warnings + tuple(notes),
     )
+
+
+def auto_replicas(settings: Settings, cores: int, processes: int) -> int:
+    """One replica per core of the worker when batches can run side by side.
+
+    Each replica keeps all the worker's threads, so a job of one batch still uses every
+    core; two replicas of 2 threads on 2 cores were no slower than two of 1 thread
+    (GNU OpenMP stops spinning when over-subscribed). See PIPELINE_NOTES.md "Replicas".
+    """
+    if not settings.batched or settings.device == "cuda":
+        return 1
+    return max(1, cores // processes)
 
 
 def chunk_length(settings: Settings, duration: float) -> float:

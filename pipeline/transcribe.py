@@ -73,6 +73,7 @@ class Run:
             "config": {
                 "processes": s.processes,
                 "threads": s.threads,
+                "replicas": s.replicas,
                 "chunk_seconds": s.chunk_seconds,
                 "overlap_seconds": s.overlap_seconds,
                 "beam_size": s.beam_size,
@@ -139,6 +140,7 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
         f"loading model {settings.model} ({settings.model_path}) on {settings.device}, "
         f"{settings.effective_compute_type}, {settings.processes} process(es) × "
         f"{settings.threads} thread(s), {mode} decoding"
+        + (f" on {settings.replicas} replicas" if settings.replicas > 1 else "")
     )
     load_began = time.monotonic()
     try:

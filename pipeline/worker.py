@@ -43,9 +43,10 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def load_key(settings: Settings) -> tuple[str, str, str, int]:
+def load_key(settings: Settings) -> tuple[str, str, str, int, int]:
     """What a loaded worker is fixed to; any two settings with equal keys can share it."""
-    return (settings.model_path, settings.device, settings.effective_compute_type, settings.threads)
+    s = settings
+    return (s.model_path, s.device, s.effective_compute_type, s.threads, s.replicas)
 
 
 @dataclass
@@ -105,18 +106,20 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
+    from faster_whisper import WhisperModel
+
+    from pipeline.batching import make_pipeline
 
     model = WhisperModel(
         settings.model_path,
         device=settings.device,
         compute_type=settings.effective_compute_type,
         cpu_threads=settings.threads,
-        num_workers=1,
+        num_workers=max(1, settings.replicas),
         # model_path is a resolved local folder; never let a load fetch anything.
         local_files_only=True,
     )
-    batched = BatchedInferencePipeline(model) if settings.batched else None
+    batched = make_pipeline(model, settings.replicas) if settings.batched else None
     leader.send(("loaded", worker, time.monotonic() - began))
 
     while True:
@@ -126,7 +129,7 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
         if isinstance(task, Settings):
             settings = task
             if settings.batched and batched is None:
-                batched = BatchedInferencePipeline(model)
+                batched = make_pipeline(model, settings.replicas)
             continue
         index, offset, samples = task
         began = time.monotonic()

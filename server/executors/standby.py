@@ -82,6 +82,11 @@ def _idle_class() -> None:
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
+def _own_nice() -> int:
+    """The server's niceness, which a cold job inherits; a taken standby gets the same."""
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def _normal_class(pgid: int) -> None:
     """Back to SCHED_OTHER, every thread of every process in the group (the policy is per
     thread). Raises PermissionError where that is not allowed."""
@@ -172,7 +177,7 @@ class StandbyExecutor(LocalExecutor):
         with contextlib.suppress(ProcessLookupError):
             # Set here, not by the standby itself: every thread it ever makes inherits it,
             # and a job taking it at once cannot be re-niced by a late os.nice().
-            os.setpriority(os.PRIO_PGRP, spawned.pgid, STANDBY_NICE)
+            os.setpriority(os.PRIO_PGRP, spawned.pgid, min(19, _own_nice() + STANDBY_NICE))
         self._standbys.append(standby)
         standby.watcher = asyncio.create_task(self._watch(standby), name=f"standby-{standby.pid}")
 
@@ -268,7 +273,7 @@ class StandbyExecutor(LocalExecutor):
         try:
             # The whole group, every thread: nice is per thread, and the worker's
             # CTranslate2 threads were created niced.
-            os.setpriority(os.PRIO_PGRP, standby.spawned.pgid, 0)
+            os.setpriority(os.PRIO_PGRP, standby.spawned.pgid, _own_nice())
             await asyncio.to_thread(_normal_class, standby.spawned.pgid)
         except PermissionError:
             log.warning("standby: may not raise its priority back; jobs start cold from now on")

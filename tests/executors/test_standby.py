@@ -135,9 +135,10 @@ async def test_stop_of_a_warm_job_kills_its_group_at_full_priority(aiohttp_clien
     await wait_log(client, job["id"], "started on worker 1")
     members = alive_in_group(running["process_group_id"])
     assert len(members) >= 2  # the standby leader and its loaded worker
-    # Raised back from the standby's nice 10, every thread of the group.
+    # Raised back from the standby's nice (ours + 10) to ours, as a cold job would have
+    # it, every thread of the group.
     nices = {t.id: psutil.Process(t.id).nice() for p in members for t in p.threads()}
-    assert set(nices.values()) == {0}, nices
+    assert set(nices.values()) == {os.getpriority(os.PRIO_PROCESS, 0)}, nices
     # And out of SCHED_IDLE, which the standby warmed up in.
     policies = {t.id: os.sched_getscheduler(t.id) for p in members for t in p.threads()}
     assert set(policies.values()) == {os.SCHED_OTHER}, policies
