@@ -109,9 +109,13 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
     from faster_whisper import WhisperModel
 
     from pipeline.batching import make_pipeline
+    from pipeline.int8_copy import int8_model
 
+    model_path = settings.model_path
+    if settings.device == "cpu" and settings.effective_compute_type == "int8":
+        model_path = int8_model(model_path, lambda line: leader.send(("warning", worker, line)))
     model = WhisperModel(
-        settings.model_path,
+        model_path,
         device=settings.device,
         compute_type=settings.effective_compute_type,
         cpu_threads=settings.threads,

@@ -1,0 +1,190 @@
+"""An int8 copy of a float16/float32 CTranslate2 model, made once, so loads skip quantizing.
+
+CTranslate2 quantizes a float model to int8 at every load: 0.9 of the 1.0 CPU-seconds
+tiny.en takes to load here, and more for larger models. Every job is its own process
+that loads its model, so that cost is paid per job (and per standby refill in a burst).
+This writes, once per model file, the weights CTranslate2 would have made (per-row
+scale 127 / max|row| of each linear and embedding weight; conv weights stay float, as
+CTranslate2 keeps them), and loads that. tests/pipeline/test_int8_copy.py checks that
+the encoder output is bit-for-bit the same as quantizing at load.
+
+The copy lives in TRANSCRIPTOR_MODEL_CACHE (default ~/.cache/transcriptor/int8), keyed by
+the source file, its size and mtime, and the CTranslate2 version. It is written to a
+temporary folder and renamed into place, so concurrent jobs never load half a file.
+Anything unexpected (an unknown format, bfloat16, a read-only cache) loads the original.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+CACHE_ENV = "TRANSCRIPTOR_MODEL_CACHE"
+_FORMAT = 1  # bump when what is written changes
+_VERSIONS = (5, 6)  # model.bin binary versions whose layout this reads
+_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+_INT8, _FLOAT32 = 1, 0
+
+
+class UnsupportedModel(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class _Variable:
+    name: str
+    shape: tuple[int, ...]
+    dtype: int
+    offset: int  # of the data in the source file
+    size: int
+
+    @property
+    def quantizable(self) -> bool:
+        # Linear and embedding weights (2-D); CTranslate2 keeps conv (3-D) weights float.
+        return (
+            self.name.endswith("/weight") and len(self.shape) == 2 and self.dtype in (0, 4)
+        )
+
+
+def cache_root() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "transcriptor" / "int8"
+
+
+def int8_model(model_path: str, say: Callable[[str], None] | None = None) -> str:
+    """The folder to load with compute type int8 on CPU: a cached int8 copy of
+    `model_path`, made now if missing, or `model_path` itself if no copy applies."""
+    source = Path(model_path)
+    try:
+        import ctranslate2
+
+        stat = (source / "model.bin").stat()
+        key = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{ctranslate2.__version__}|{_FORMAT}"
+        target = cache_root() / f"{source.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        if (target / "model.bin").is_file():
+            return str(target)
+        _write_copy(source, target)
+        return str(target)
+    except UnsupportedModel:
+        return model_path  # already int8, or a format this does not know: load as it is
+    except OSError as error:
+        if say is not None:
+            say(f"no int8 copy of the model ({error}); quantizing at load")
+        return model_path
+
+
+def _read_string(data: mmap.mmap, pos: int) -> tuple[str, int]:
+    (length,) = struct.unpack_from("<H", data, pos)
+    pos += 2
+    return data[pos : pos + length - 1].decode(), pos + length
+
+
+def _read_layout(data: mmap.mmap) -> tuple[int, int, list[_Variable], list[tuple[str, str]]]:
+    """(header end, binary version, variables, aliases) of a model.bin."""
+    (version,) = struct.unpack_from("<I", data, 0)
+    if version not in _VERSIONS:
+        raise UnsupportedModel(f"model.bin version {version}")
+    _name, pos = _read_string(data, 4)
+    pos += 4  # revision
+    header_end = pos
+    (count,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    variables = []
+    for _ in range(count):
+        name, pos = _read_string(data, pos)
+        rank = data[pos]
+        shape = struct.unpack_from(f"<{rank}I", data, pos + 1)
+        pos += 1 + 4 * rank
+        dtype = data[pos]
+        (size,) = struct.unpack_from("<I", data, pos + 1)
+        pos += 5
+        if dtype not in _DTYPES:
+            raise UnsupportedModel(f"dtype {dtype} of {name}")
+        variables.append(_Variable(name, tuple(shape), dtype, pos, size))
+        pos += size
+    (count,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    aliases = []
+    for _ in range(count):
+        alias, pos = _read_string(data, pos)
+        name, pos = _read_string(data, pos)
+        aliases.append((alias, name))
+    return header_end, version, variables, aliases
+
+
+def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 weight, float32 scale per row), as CTranslate2 quantizes a 2-D weight."""
+    values = weight.astype(np.float32)
+    amax = np.amax(np.absolute(values), axis=1)
+    amax[amax == 0] = 127.0
+    amax = np.maximum(amax, np.float32(127) / np.finfo(np.float32).max)
+    scale = (np.float32(127.0) / amax).astype(np.float32)
+    return np.rint(values * scale[:, None]).astype(np.int8), scale
+
+
+def _write_string(out: BinaryIO, text: str) -> None:
+    raw = text.encode()
+    out.write(struct.pack("<H", len(raw) + 1) + raw + b"\0")
+
+
+def _write_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        open(source / "model.bin", "rb") as file,
+        mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data,
+    ):
+        header_end, _version, variables, aliases = _read_layout(data)
+        if not any(v.quantizable for v in variables):
+            raise UnsupportedModel("nothing to quantize")
+        scaled = {v.name for v in variables if v.quantizable}
+        count = len(variables) + len(scaled)
+        # An alias of a quantized weight needs its scale too (tied output projections).
+        aliases = aliases + [(a + "_scale", n + "_scale") for a, n in aliases if n in scaled]
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+        try:
+            with open(staging / "model.bin", "wb") as out:
+                out.write(data[:header_end])
+                out.write(struct.pack("<I", count))
+                for variable in variables:
+                    raw = data[variable.offset : variable.offset + variable.size]
+                    if not variable.quantizable:
+                        _write_variable(out, variable.name, variable.shape, variable.dtype, raw)
+                        continue
+                    weight = np.frombuffer(raw, _DTYPES[variable.dtype]).reshape(variable.shape)
+                    quantized, scale = quantize_rows(weight)
+                    _write_variable(out, variable.name, variable.shape, _INT8, quantized.tobytes())
+                    _write_variable(out, variable.name + "_scale", scale.shape, _FLOAT32, scale.tobytes())
+                out.write(struct.pack("<I", len(aliases)))
+                for alias, name in aliases:
+                    _write_string(out, alias)
+                    _write_string(out, name)
+            for other in source.iterdir():
+                if other.is_file() and other.name != "model.bin":
+                    shutil.copy2(other, staging / other.name)
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not (target / "model.bin").is_file():
+                    raise
+                # Another job made the same copy first; theirs is as good.
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_variable(out: BinaryIO, name: str, shape: tuple[int, ...], dtype: int, raw: bytes) -> None:
+    _write_string(out, name)
+    header = struct.pack(f"<B{len(shape)}IBI", len(shape), *shape, dtype, len(raw))
+    out.write(header)
+    out.write(raw)
