@@ -124,6 +124,10 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
         local_files_only=True,
     )
     batched = make_pipeline(model, settings.replicas) if settings.batched else None
+    if settings.vad:
+        from faster_whisper.vad import get_vad_model
+
+        get_vad_model()  # made once per process; a standby makes it before its job
     leader.send(("loaded", worker, time.monotonic() - began))
 
     while True:
