@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from server.app import create_app
+from tests.helpers.health import health, health_until
 from tests.web.wsclient import collect_until
-
-
-async def health(client: Any) -> dict[str, Any]:
-    return dict(await (await client.get("/api/health")).json())
-
-
-async def until(client: Any, done: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while not done(body := await health(client)):
-            await asyncio.sleep(0.02)
-    return body
 
 
 async def upload(client: Any, path: Path, **fields: str) -> dict[str, Any]:
@@ -38,7 +26,7 @@ async def test_orphan_passes_count_start_up_and_each_monitor_pass(aiohttp_client
     client = await aiohttp_client(create_app(make_config(heartbeat_interval=0.1)))
     first = (await health(client))["orphan_passes"]
     assert first >= 1  # start-up's pass ends before the app serves
-    await until(client, lambda body: body["orphan_passes"] >= first + 2)
+    await health_until(client, lambda body: body["orphan_passes"] >= first + 2)
 
 
 async def test_a_grace_is_pending_then_expires_and_a_kept_job_runs_on(aiohttp_client, make_config, tone):
@@ -52,8 +40,8 @@ async def test_a_grace_is_pending_then_expires_and_a_kept_job_runs_on(aiohttp_cl
         await collect_until(ws, lambda m: m["type"] == "log")
         assert (await health(client))["websockets"] == 1
     # The socket's close is seen by the server a moment later; then its grace runs.
-    await until(client, lambda body: body["websockets"] == 0)
-    await until(client, lambda body: body["graces_expired"] == 1)
+    await health_until(client, lambda body: body["websockets"] == 0)
+    await health_until(client, lambda body: body["graces_expired"] == 1)
     body = await health(client)
     assert body["disconnect_timers"] == 0 and body["running"] == 1
     status = (await (await client.get(f"/api/jobs/{job['id']}")).json())["status"]
@@ -68,7 +56,7 @@ async def test_a_grace_called_off_by_a_return_never_expires(aiohttp_client, make
     async with client.ws_connect("/ws") as ws:
         await ws.send_json({"type": "subscribe", "job": job["id"]})
         await collect_until(ws, lambda m: m["type"] == "log")
-    await until(client, lambda body: body["disconnect_timers"] == 1)
+    await health_until(client, lambda body: body["disconnect_timers"] == 1)
     async with client.ws_connect("/ws") as ws:
         await ws.send_json({"type": "subscribe", "job": job["id"]})
         await collect_until(ws, lambda m: m["type"] == "status")
