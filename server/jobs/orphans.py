@@ -82,6 +82,9 @@ class OrphanReaper:
         self.kill_grace = kill_grace
         self.instance_id = instance_id
         self.remote = remote
+        # Passes finished (start-up's and the monitor's), for /api/health: a test waits for
+        # passes after a moment to show that nothing was signalled, instead of sleeping.
+        self.passes = 0
 
     async def reap(
         self,
@@ -119,6 +122,7 @@ class OrphanReaper:
             await self._sweep_cgroups(exclude_job_ids)
         if self.remote is not None:
             reports += await self.remote.sweep(dry_run=dry_run)
+        self.passes += 1
         return reports
 
     async def _sweep_cgroups(self, exclude_job_ids: Collection[int]) -> None:

@@ -209,6 +209,12 @@ async def health(request: web.Request) -> web.Response:
         # Live asyncio tasks, so a leak (a socket's writer, a grace timer) shows from outside.
         "tasks": len(asyncio.all_tasks()),
         "containment": request.app[keys.CONTAINMENT],
+        # Events a test (or an operator) can wait on instead of sleeping: sockets open,
+        # disconnect graces pending and run out, orphan passes finished.
+        "websockets": len(request.app[keys.SOCKETS]),
+        "disconnect_timers": runner.disconnect_timers,
+        "graces_expired": runner.graces_expired,
+        "orphan_passes": request.app[keys.REAPER].passes,
     }
     probe = request.app.get(keys.LAG_PROBE)
     if probe is not None:

@@ -46,6 +46,25 @@ def wait_for_lines(page: Any, count: int, timeout: float = 20) -> list[int]:
     )
 
 
+def next_frame(page: Any) -> None:
+    """Return once the page has drawn a frame after now (its log is flushed once a frame)."""
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def wait_log_drawn(page: Any) -> None:
+    """Return at the first frame that draws no new log line: all received lines are shown."""
+    page.evaluate(
+        """() => new Promise(resolve => {
+            let last;
+            const check = () => {
+                const now = document.querySelector("#log").lastElementChild;
+                if (now === last) resolve(); else { last = now; requestAnimationFrame(check); }
+            };
+            requestAnimationFrame(check);
+        })"""
+    )
+
+
 def assert_consecutive_from_one(seqs: list[int]) -> None:
     assert seqs, "no log lines shown"
     assert seqs == list(range(1, len(seqs) + 1)), (
@@ -179,9 +198,16 @@ def test_stop_asks_first_then_kills_the_group(start_server: Any, page: Any) -> N
 
     page.click("#stop-button")
     expect(dialog).to_be_visible()
+    # Resolved just after the page's own close handler, which is where a stop would start.
+    page.evaluate(
+        "() => { window.stopDialogClosed = new Promise(r => document.querySelector('#stop-dialog')"
+        ".addEventListener('close', () => setTimeout(r), {once: true})); }"
+    )
     page.click("#stop-cancel")  # changed my mind
     expect(dialog).to_be_hidden()
-    time.sleep(0.5)
+    page.evaluate("() => window.stopDialogClosed")
+    # A stop would have disabled the button until the server answered.
+    assert page.locator("#stop-button").is_enabled()
     assert server.job(job_id)["status"] == "running"
     assert alive_in_group(pgid)
 
@@ -212,7 +238,8 @@ def test_keep_running_job_completes_after_its_page_closes(start_server: Any, con
     wait_for_lines(page, 5)
 
     page.close()
-    time.sleep(GRACE + 1.5)
+    # The page's disconnect grace runs out, and the server leaves the kept job alone.
+    wait_until(lambda: server.get("/api/health")["graces_expired"] == 1, 30, "the grace to run out")
     assert server.job(job_id)["status"] == "running", "the job should outlive its page"
     assert server.wait_final(job_id, 30)["status"] == "completed"
 
@@ -365,7 +392,7 @@ def test_log_follows_pauses_on_scroll_up_and_jumps_back(start_server: Any, page:
     expect(page.locator("#jump-end")).to_be_hidden()
     count = len(log_seqs(page))
     wait_for_lines(page, count + 40)
-    page.wait_for_timeout(100)  # one frame for the last batch
+    next_frame(page)  # the last batch drawn
     assert log.evaluate(at_bottom), "after 'jump to end' the log follows again"
 
 
@@ -384,7 +411,7 @@ def test_flood_keeps_the_dom_bounded_and_numbers_honest(start_server: Any, page:
         time.sleep(0.2)
     assert slowest < 1.0, f"the page stopped answering for {slowest:.2f} s"
     expect(page.locator("#status-badge")).not_to_have_text("running")
-    page.wait_for_timeout(500)
+    wait_log_drawn(page)  # the final status came after every line: all were received
 
     items = page.eval_on_selector_all(
         "#log > *", "els => els.map(e => e.classList.contains('log-gap') ? 'gap' : Number(e.dataset.seq))"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.cli.conftest import GRACE, Server, clean_env, cli, start_cli, wait_until
+from tests.cli.conftest import Server, clean_env, cli, start_cli, wait_until
 from tests.helpers.procs import is_alive
 
 StartServer = Callable[..., Server]
@@ -119,7 +118,8 @@ def test_ctrl_c_detaches_and_a_kept_job_runs_on(start_server: StartServer, tone:
     _, stderr = follower.communicate(timeout=10)
     assert follower.returncode == 130
     assert f"detached from job {job['id']}" in stderr
-    time.sleep(GRACE * 2)  # past the disconnect grace
+    # The follower's disconnect grace ran out, and the server left the kept job running.
+    wait_until(lambda: server.get("/api/health")["graces_expired"] == 1, 30, "the grace to run out")
     assert server.job(job["id"])["status"] == "running"
     assert cli("stop", str(job["id"]), "--server", server.url).returncode == 0
 

@@ -421,6 +421,30 @@ class ServerProcess:
     def log_lines(self, job_id: int, count: int = 50) -> list[str]:
         return list(self.get_json(f"/api/jobs/{job_id}/logs?lines={count}")["lines"])
 
+    # -- events to wait on instead of sleeping (counts from /api/health) ---------------------
+
+    def wait_orphan_passes(self, count: int, timeout: float = 30) -> None:
+        """Wait for `count` more orphan passes to finish. A pass waits out the kill grace of
+        whatever it signals, so after it, anything it wrongly signalled would show."""
+        wanted = self.health()["orphan_passes"] + count
+        wait_for(lambda: self.health()["orphan_passes"] >= wanted, timeout, f"{count} orphan passes")
+
+    def wait_graces_expired(self, total: int, timeout: float = 30) -> None:
+        """Wait until `total` disconnect graces have run out and been acted on."""
+        wait_for(
+            lambda: self.health()["graces_expired"] >= total, timeout, f"{total} disconnect graces to expire"
+        )
+
+    def wait_disconnects_settled(self, websockets: int, timeout: float = 30) -> dict[str, Any]:
+        """Wait until only `websockets` sockets are open and no disconnect grace is pending
+        (a socket is counted closed only after its leaving started any grace it causes)."""
+
+        def settled() -> dict[str, Any] | None:
+            health = self.health()
+            return health if (health["websockets"], health["disconnect_timers"]) == (websockets, 0) else None
+
+        return dict(wait_for(settled, timeout, f"{websockets} websockets and no pending grace"))
+
 
 async def raw_ws_open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A websocket opened by hand on 127.0.0.1: no client library reading behind our back,

@@ -14,6 +14,7 @@ import pytest
 
 from server import keys
 from server.app import create_app
+from tests.helpers.health import health_until
 from tests.helpers.procs import alive_in_group, is_alive, wait_until
 from tests.web.wsclient import collect_until, is_final_status, messages, stalled_socket
 
@@ -123,7 +124,8 @@ async def test_return_within_grace_keeps_job(aiohttp_client, make_config, tone):
         await ws.send_json({"type": "subscribe", "job": job["id"]})
         seen = await collect_until(ws, lambda m: m["type"] == "log" and m["seq"] >= 5)
         seqs = [m["seq"] for m in seen if m["type"] == "log"]
-    await asyncio.sleep(0.5)  # a page reload
+    # A page reload: back once the server saw the page go and started its grace.
+    await health_until(client, lambda body: body["disconnect_timers"] == 1)
     async with client.ws_connect("/ws") as ws:
         await ws.send_json({"type": "subscribe", "job": job["id"], "since": seqs[-1]})
         rest = await collect_until(ws, is_final_status)

@@ -14,6 +14,7 @@ from server.app import create_app
 from server.executors.base import job_marker
 from server.procs.identity import MARKER_ENV, read_identity
 from server.store import Store
+from tests.helpers.health import health, health_until
 from tests.helpers.procs import is_alive, wait_until
 
 
@@ -127,7 +128,9 @@ async def test_pid_reused_by_innocent_process_is_not_signalled(aiohttp_client, m
         job = await settled(client, job_id)
         assert job["status"] == "failed"
         assert "not signalled" in job["error_message"]
-        await asyncio.sleep(0.5)
+        # Two more orphan passes; each waits out the kill grace of anything it signals.
+        passes = (await health(client))["orphan_passes"]
+        await health_until(client, lambda body: body["orphan_passes"] >= passes + 2)
         assert innocent.poll() is None, "the innocent process was signalled"
     finally:
         innocent.kill()

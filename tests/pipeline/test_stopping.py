@@ -145,7 +145,7 @@ def test_lifeline_kills_the_job_when_the_parent_is_killed(
             time.sleep(0.15 * attempt)
             wrapper.kill()
             wrapper.wait()
-            time.sleep(2.0)
+            wait_until(lambda procs=job: all(_gone(p) for p in procs), 2.0)
             alive = [p.pid for p in job if not _gone(p)]
             assert not alive, f"attempt {attempt}: still alive 2 s later: {alive}"
         finally:

@@ -140,10 +140,14 @@ def test_setsid_grandchild_does_not_survive_a_server_crash(start_server, tone, r
     server = start_server(fake=["--lines", "100000", "--interval", "0.05", "--setsid-grandchild"])
     job = server.upload(tone, on_disconnect="keep")
     server.wait_running(job["id"])
-    wait_helpers(server, job["id"], 1)
+    escapee = wait_helpers(server, job["id"], 1)[-1]
     keys = group_keys(server, job["id"], extra=1)
     server.sigkill()
-    time.sleep(2.0)
+    wait_for(
+        lambda: all(key[0] == escapee for key in keys if alive(key)),
+        5,
+        "the lifeline to end the job's group (all but the grandchild that left it)",
+    )
     before_restart = [k for k in keys if alive(k)]
     server.start()
     row = server.job(job["id"])
@@ -255,9 +259,19 @@ async def test_flood_is_capped_and_does_not_stall_other_jobs(start_server, tone,
         finally:
             writer.transport.abort()
 
+    async def ticker_entries(count: int) -> None:
+        """Wait for `count` more entries from the ticker's client (a line every 0.02 s)."""
+        wanted = len(lateness) + count
+        async with asyncio.timeout(60):
+            while len(lateness) < wanted:
+                if watcher.done():
+                    watcher.result()  # raises what ended it
+                    raise AssertionError("the ticker's client stopped")
+                await asyncio.sleep(0.05)
+
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_ticker(stop))
-    await asyncio.sleep(1.0)
+    await ticker_entries(50)  # its warm-up, skipped below, is over before the flood
     flood = await asyncio.to_thread(server.upload, tone, model="flood", on_disconnect="keep")
     stalled = asyncio.create_task(stalled_reader())
     try:
@@ -273,7 +287,7 @@ async def test_flood_is_capped_and_does_not_stall_other_jobs(start_server, tone,
             await asyncio.sleep(0.25)
         flood_seconds = time.monotonic() - began
         server_cpu_share = (sum(server_proc.cpu_times()[:2]) - cpu_before) / flood_seconds
-        await asyncio.sleep(1.0)
+        await ticker_entries(50)  # and a second of the ticker after the flood
     finally:
         stop.set()
         stalled.cancel()

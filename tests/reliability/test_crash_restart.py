@@ -75,9 +75,11 @@ def test_sigkill_server_mid_job_20_times(start_server, record):
         job_procs = wait_for_workers(server, job["id"])
         assert len(job_procs) >= 3, job_procs  # leader and two workers at least
         server.sigkill()
-        time.sleep(2.0)
-        survivors = [key for key in job_procs if alive(key)]
-        assert not survivors, f"attempt {attempt}: alive 2 s after the server died: {survivors}"
+        wait_for(
+            lambda procs=job_procs: not any(alive(key) for key in procs),
+            2.0,
+            f"attempt {attempt}: every process of the job to be gone within 2 s of the server",
+        )
         server.start()
         row = server.job(job["id"])
         assert row["status"] == "failed", (attempt, row)
@@ -208,8 +210,9 @@ def test_restart_never_signals_a_process_that_reused_a_jobs_pid(start_server, tm
             assert row["status"] == "failed", (what, row)
             assert row["error_message"].startswith("orphaned:"), (what, row)
             reasons[what] = row["error_message"]
-        # Past the kill grace and a few heartbeats: still nobody touched them.
-        time.sleep(2.5)
+        # Three more orphan passes (each waits out the kill grace of what it signals): still
+        # nobody touched them.
+        server.wait_orphan_passes(3)
         for proc, log in zip(innocents, logs, strict=True):
             assert proc.poll() is None, f"innocent {proc.pid} died: {proc.returncode}"
             assert log.read_text() == "ready\n", f"innocent {proc.pid} got: {log.read_text()!r}"
@@ -246,7 +249,7 @@ def test_second_server_on_the_same_data_dir_never_touches_the_firsts_jobs(start_
     keys = [proc_key(p) for p in job_processes(first, first.job(job["id"]))]
     second = start_server("--orphan-timeout", "1", fake=["--lines", "3"], data_dir=first.data_dir)
     # Several of the second's heartbeat and orphan passes (every 0.5 s, timeout 1 s).
-    time.sleep(3.0)
+    second.wait_orphan_passes(4)
     assert all(alive(k) for k in keys), "the second server touched the first's job"
     assert second.job(job["id"])["status"] == "running"
     took = second.stop()

@@ -35,9 +35,10 @@ def test_hundred_jobs_in_a_row_keep_the_server_flat(start_server, tone, record):
         # Each job's lines all reached its log; its row is complete.
         assert server.log_lines(job["id"], 3)[-1] == "done"
         if n == WARM_UP:
-            time.sleep(1.0)  # a metrics and heartbeat pass, as at the end
+            # A whole monitor pass (metrics, heartbeats, orphans) after the last job, as at the end.
+            server.wait_orphan_passes(2)
             samples["warm"] = footprint(server)
-    time.sleep(1.0)
+    server.wait_orphan_passes(2)
     samples["end"] = footprint(server)
     warm, end = samples["warm"], samples["end"]
     record(jobs=JOBS, seconds=round(time.monotonic() - began, 1), warm=warm, end=end)

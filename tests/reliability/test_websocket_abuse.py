@@ -110,11 +110,12 @@ async def test_thousand_connect_disconnect_cycles_leak_nothing_and_kill_nothing(
 
         async with asyncio.timeout(120):
             await asyncio.gather(*(one(i) for i in range(50)))  # warm-up
-            await asyncio.sleep(2.5)  # past the disconnect grace
+            # Every churned socket closed, and the disconnect graces it started run out.
+            await asyncio.to_thread(server.wait_disconnects_settled, len(guardians))
             baseline = sample(server)
             await asyncio.gather(*(one(i) for i in range(50, CYCLES)))
         churn_seconds = time.monotonic() - began
-        await asyncio.sleep(2.5)
+        await asyncio.to_thread(server.wait_disconnects_settled, len(guardians))
         after = sample(server)
         statuses = {j: (await asyncio.to_thread(server.job, j))["status"] for j in job_ids}
         assert all(s == "running" for s in statuses.values()), statuses
