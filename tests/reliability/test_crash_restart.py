@@ -247,8 +247,9 @@ def test_second_server_on_the_same_data_dir_never_touches_the_firsts_jobs(start_
     job = first.upload(tone, on_disconnect="keep")
     first.wait_running(job["id"])
     keys = [proc_key(p) for p in job_processes(first, first.job(job["id"]))]
-    second = start_server("--orphan-timeout", "1", fake=["--lines", "3"], data_dir=first.data_dir)
-    # Several of the second's heartbeat and orphan passes (every 0.5 s, timeout 1 s).
+    # A timeout of 6 heartbeats: a first server slowed by load must not look dead.
+    second = start_server("--orphan-timeout", "3", fake=["--lines", "3"], data_dir=first.data_dir)
+    # Several of the second's heartbeat and orphan passes (every 0.5 s).
     second.wait_orphan_passes(4)
     assert all(alive(k) for k in keys), "the second server touched the first's job"
     assert second.job(job["id"])["status"] == "running"
