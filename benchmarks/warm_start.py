@@ -24,9 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aiohttp import WSMsgType
+
 from benchmarks import heldout
-from benchmarks.client import BenchServer
-from benchmarks.common import REPO, Row, median, p99, run_async, run_script
+from benchmarks.client import BenchServer, messages
+from benchmarks.common import REPO, Deadline, Row, median, p99, run_async, run_script
 from benchmarks.transcription import through_server
 from pipeline.wer import wer
 
@@ -74,19 +76,32 @@ async def standby_ready(server: BenchServer, timeout: float = 600) -> None:
 
 
 async def burst(server: BenchServer, clips: Sequence[Path]) -> tuple[float, list[str], int]:
-    """Seconds from the first upload to the last completed; texts; how many started warm."""
+    """Seconds from the first upload to the last completed; texts; how many started warm.
+
+    The statuses are followed over one /ws, as pages do: polling the API ten times a
+    second took CPU from the very jobs it timed (2 decoding threads on 2 cores stall at
+    every barrier when anything else runs).
+    """
     began = time.perf_counter()
     ids = await asyncio.gather(*(server.upload(c, on_disconnect="keep") for c in clips))
-    while True:
-        jobs = {j["id"]: j for j in (await server.get("/api/jobs"))["jobs"] if j["id"] in ids}
-        if all(j["status"] in FINAL for j in jobs.values()) and len(jobs) == len(ids):
-            break
-        await asyncio.sleep(0.1)
+    final: dict[int, str] = {}
+    async with server.ws() as ws:
+        for job_id in ids:
+            await ws.send_json({"type": "subscribe", "job": job_id})
+        deadline = Deadline(30 * 60)
+        while deadline and len(final) < len(ids):
+            frame = await ws.receive(timeout=deadline.left)
+            if frame.type != WSMsgType.TEXT:
+                raise RuntimeError(f"websocket ended: {frame.type!r}")
+            for message in messages(frame.data):
+                if message.get("type") == "status" and message.get("status") in FINAL:
+                    final[int(message["job"])] = message["status"]
     took = time.perf_counter() - began
     texts, warm = [], 0
     for job_id in ids:
-        if jobs[job_id]["status"] != "completed":
-            raise RuntimeError(f"burst job {job_id}: {jobs[job_id].get('error_message')}")
+        job = await server.job(job_id)
+        if job["status"] != "completed":
+            raise RuntimeError(f"burst job {job_id}: {job.get('error_message')}")
         texts.append(await text_of(server, job_id))
         logs = await server.get(f"/api/jobs/{job_id}/logs?lines=200")
         warm += any("(warm start)" in str(line) for line in logs["lines"])

@@ -3,19 +3,19 @@
 A standby is `python -m pipeline --standby`, spawned like any job (its own session and
 group, stdin the lifeline) with a marker of its own, `INSTALL:standby:UUID`, which no job
 id can spell, so the orphan rule (which works from job rows) never touches a waiting
-standby. The server nices its group at birth, so warming never slows a running job; once
-it prints its ready line it waits for one JSON line.
+standby. The server lowers it at birth (priority.py), so warming never slows a running
+job; once it prints its ready line it waits for one JSON line.
 
-Taking one for a job: raise the whole group back to priority 0 (`PRIO_PGRP` reaches every
-thread; nice is per thread on Linux), then send the job's argv and its marker. From then
-on it is the job's process: the runner records its pid, start ticks and group. The job
-marker is set in the standby's environment before it starts anything for the job, so
-every process started for the job carries it. The standby itself and its pre-loaded
-worker still show the standby's marker in /proc (an environment cannot be rewritten
-there), so a kill also sweeps that marker. Both are in the recorded group, and the worker
-dies with its leader (PDEATHSIG); only a fork without exec by one of them that left the
-group would carry the standby marker alone, which a server restart's orphan sweep
-(it searches the job marker) would not find. The pipeline does neither.
+Taking one for a job: raise it back to a cold job's priority (priority.py), then send
+the job's argv and its marker. From then on it is the job's process: the runner records
+its pid, start ticks and group. The job marker is set in the standby's environment
+before it starts anything for the job, so every process started for the job carries it.
+The standby itself and its pre-loaded worker still show the standby's marker in /proc
+(an environment cannot be rewritten there), so a kill also sweeps that marker. Both are
+in the recorded group, and the worker dies with its leader (PDEATHSIG); only a fork
+without exec by one of them that left the group would carry the standby marker alone,
+which a server restart's orphan sweep (it searches the job marker) would not find. The
+pipeline does neither.
 
 A job arriving while the only standby is still warming takes it anyway: it has done part
 of a cold start's work already, and finishes it at full priority.
@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -40,6 +39,7 @@ from typing import Any
 
 from pipeline.protocol import STANDBY_READY
 from server.config import Config
+from server.executors import priority
 from server.executors.base import Executor, JobHandle
 from server.executors.local import LocalExecutor
 from server.procs.cgroup import Cgroups, JobCgroup
@@ -54,8 +54,6 @@ log = logging.getLogger(__name__)
 # broken model cannot become a crash loop.
 RETRY_SECONDS = 1.0
 RETRY_CAP_SECONDS = 60.0
-# Niceness while warming and waiting: CFS then gives a running job about 10× its share.
-STANDBY_NICE = 10
 # Longest a job waits for a standby it took while warming before starting cold instead.
 TAKE_WARMING_SECONDS = 60.0
 # Stopping a standby that never took a job: nothing to save, so a short grace.
@@ -73,28 +71,6 @@ class Standby:
     @property
     def pid(self) -> int:
         return self.spawned.identity.pid
-
-
-def _idle_class() -> None:
-    """preexec of a standby: SCHED_IDLE, inherited by every thread and child it makes, so
-    warming runs only on a core no job wants (nice 10 alone still took a share of the
-    cores from a running job: a served 5-minute file decoded ~15% slower than directly)."""
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-
-
-def _own_nice() -> int:
-    """The server's niceness, which a cold job inherits; a taken standby gets the same."""
-    return os.getpriority(os.PRIO_PROCESS, 0)
-
-
-def _normal_class(pgid: int) -> None:
-    """Back to SCHED_OTHER, every thread of every process in the group (the policy is per
-    thread). Raises PermissionError where that is not allowed."""
-    for pid in group_members(pgid):
-        with contextlib.suppress(FileNotFoundError):
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with contextlib.suppress(ProcessLookupError):
-                    os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
 
 
 def option(argv: Sequence[str], flag: str) -> str | None:
@@ -168,7 +144,7 @@ class StandbyExecutor(LocalExecutor):
         argv = [*self.command, "--standby", "--model", self.model, "--threads", str(self.threads)]
         argv += ["--nice", "0"]  # the server nices the whole group itself
         try:
-            spawned = await spawn(argv, marker=marker, preexec=_idle_class)
+            spawned = await spawn(argv, marker=marker, preexec=priority.idle_class)
         except OSError as error:
             log.error("standby: cannot start %s: %s", argv[0], error)
             self._failures += 1
@@ -177,7 +153,7 @@ class StandbyExecutor(LocalExecutor):
         with contextlib.suppress(ProcessLookupError):
             # Set here, not by the standby itself: every thread it ever makes inherits it,
             # and a job taking it at once cannot be re-niced by a late os.nice().
-            os.setpriority(os.PRIO_PGRP, spawned.pgid, min(19, _own_nice() + STANDBY_NICE))
+            priority.lower_group(spawned.pgid)
         self._standbys.append(standby)
         standby.watcher = asyncio.create_task(self._watch(standby), name=f"standby-{standby.pid}")
 
@@ -271,10 +247,7 @@ class StandbyExecutor(LocalExecutor):
             await asyncio.gather(standby.watcher, return_exceptions=True)
         self._memory.forget(standby.pid)
         try:
-            # The whole group, every thread: nice is per thread, and the worker's
-            # CTranslate2 threads were created niced.
-            os.setpriority(os.PRIO_PGRP, standby.spawned.pgid, _own_nice())
-            await asyncio.to_thread(_normal_class, standby.spawned.pgid)
+            await priority.raise_group(standby.spawned.pgid, standby.pid)
         except PermissionError:
             log.warning("standby: may not raise its priority back; jobs start cold from now on")
             self.count = 0

@@ -124,12 +124,22 @@ async def test_a_job_takes_a_standby_that_is_still_warming(aiohttp_client, real_
     assert "before the job (warm start)" in await log_text(client, job["id"])
 
 
+def autogroup_nice(pid: int) -> int | None:
+    """The nice of the process's session autogroup, or None without autogroups."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except FileNotFoundError:
+        return None
+
+
 async def test_stop_of_a_warm_job_kills_its_group_at_full_priority(aiohttp_client, real_config, tmp_path):
     app = create_app(real_config())
     client = await aiohttp_client(app)
     await wait_ready(client)
-    # Waiting, it runs only on a core no job wants.
+    # Waiting, it runs only on a core no job wants, and its session's autogroup (where
+    # the kernel groups by session) is niced too.
     assert {os.sched_getscheduler(pid) for pid in standby_pids(app)} == {os.SCHED_IDLE}
+    assert {autogroup_nice(pid) for pid in standby_pids(app)} <= {19, None}
     job = await (await upload(client, long_audio(tmp_path), on_disconnect="keep")).json()
     running = await wait_status(client, job["id"], {"running"} | FINAL)
     await wait_log(client, job["id"], "started on worker 1")
@@ -142,6 +152,7 @@ async def test_stop_of_a_warm_job_kills_its_group_at_full_priority(aiohttp_clien
     # And out of SCHED_IDLE, which the standby warmed up in.
     policies = {t.id: os.sched_getscheduler(t.id) for p in members for t in p.threads()}
     assert set(policies.values()) == {os.SCHED_OTHER}, policies
+    assert autogroup_nice(running["process_id"]) in (0, None)  # as a cold job's new session
     stopped = await (await client.post(f"/api/jobs/{job['id']}/stop")).json()
     assert stopped["status"] == "cancelled", stopped
     assert alive_in_group(running["process_group_id"]) == []
