@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pipeline import lifeline, protocol
 from pipeline import settings as defaults
@@ -78,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _warm_up(model: str, threads: int, say: Callable[[str], None]) -> WarmWorker | None:
+def _start_warming(model: str, threads: int, say: Callable[[str], None]) -> tuple[Any, Any, float] | None:
+    """Start worker 1 loading the model: (its settings, (process, pipe), start time)."""
     from pipeline.models import ModelError, resolve_model
     from pipeline.settings import Settings, fit_to_machine, usable_cores
 
@@ -92,6 +94,11 @@ def _warm_up(model: str, threads: int, say: Callable[[str], None]) -> WarmWorker
     settings = fit_to_machine(settings, usable_cores())
     began = time.monotonic()
     process, connection = start_worker(multiprocessing.get_context("spawn"), 1, settings)
+    return settings, (process, connection), began
+
+
+def _finish_warming(started: tuple[Any, Any, float], say: Callable[[str], None]) -> WarmWorker | None:
+    settings, (process, connection), began = started
     try:
         event = connection.recv()
     except EOFError:
@@ -111,10 +118,15 @@ def serve(argv: Sequence[str]) -> int:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    from pipeline import __main__ as entry  # the imports a job needs, done now
+    # The worker first: its start-up and model load are the longest part, and the imports
+    # a job needs here run beside them.
+    started = _start_warming(args.model, args.threads, say)
+    from pipeline import __main__ as entry
     from pipeline import transcribe  # noqa: F401
 
-    standby.warm = _warm_up(args.model, args.threads, say)
+    if started is None:
+        return entry.EXIT_BAD_INPUT
+    standby.warm = _finish_warming(started, say)
     if standby.warm is None:
         return entry.EXIT_BAD_INPUT
     warmed_at = time.monotonic()
