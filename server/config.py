@@ -36,8 +36,11 @@ def is_loopback_name(host: str) -> bool:
 
 
 def _default_concurrency() -> int:
-    # Transcription is CPU-bound and one job already uses every core it is given.
-    return max(1, (os.cpu_count() or 1) // 2)
+    # One job per core, each with one thread per model replica: a job alone still decodes
+    # on every core (its replicas), and jobs side by side each keep a core busy, where two
+    # threads on one short clip kept only ~1.4 cores busy (a burst of 12 clips took
+    # 11.3-11.9 s this way against 14.3 s one at a time; benchmarks/PIPELINE_NOTES.md).
+    return max(1, os.cpu_count() or 1)
 
 
 def setting(
@@ -120,7 +123,7 @@ class Config:
     )
     max_concurrent_jobs: int = setting(
         _default_concurrency,
-        "jobs running at once; the rest queue (default: cores / 2)",
+        "jobs running at once; the rest queue (default: one per core)",
         metavar="N",
         parse=whole_number(1),
     )
