@@ -6,7 +6,9 @@ idle through the small one and through the serial steps inside each. CTranslate2
 hold several replicas of a model (`num_workers`) that share the weights and decode at the
 same time from separate Python threads. `ReplicatedPipeline` cuts the same windows into
 batches of even size, a multiple of the replica count, and decodes them side by side;
-the windows, the options and so the words are the same. Measured in
+the windows, the options and so the words are the same. Word timestamps are the
+exception: their alignment carries state from one batch to the next, so with them the
+batches run in order as before. Measured in
 benchmarks/PIPELINE_NOTES.md ("Replicas").
 """
 
@@ -55,6 +57,13 @@ class ReplicatedPipeline(BatchedInferencePipeline):
         options: Any,
         log_progress: bool,
     ) -> Iterator[Segment]:
+        if options.word_timestamps:
+            # Word alignment carries `last_speech_timestamp` from one batch to the next
+            # (faster-whisper's forward reads and writes it): those batches stay in order.
+            yield from super()._batched_segments_generator(
+                features, tokenizer, chunks_metadata, batch_size, options, log_progress
+            )
+            return
         batches = even_batches(len(features), batch_size, self.replicas)
         number = 0
         with ThreadPoolExecutor(self.replicas, thread_name_prefix="replica") as pool:

@@ -16,12 +16,14 @@ Anything unexpected (an unknown format, bfloat16, a read-only cache) loads the o
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import mmap
 import os
 import shutil
 import struct
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ _FORMAT = 1  # bump when what is written changes
 _VERSIONS = (5, 6)  # model.bin binary versions whose layout this reads
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 _INT8, _FLOAT32 = 1, 0
+_STALE_STAGING_SECONDS = 3600  # a staging folder this old was left by a killed job
 
 
 class UnsupportedModel(ValueError):
@@ -75,14 +78,26 @@ def int8_model(model_path: str, say: Callable[[str], None] | None = None) -> str
         target = cache_root() / f"{source.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
         if (target / "model.bin").is_file():
             return str(target)
-        _write_copy(source, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # One writer per copy: jobs starting together wait for it instead of each
+        # writing a whole copy of their own.
+        with open(target.parent / f".{target.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (target / "model.bin").is_file():
+                _write_copy(source, target)
         return str(target)
-    except UnsupportedModel:
-        return model_path  # already int8, or a format this does not know: load as it is
+    except (UnsupportedModel, struct.error, ValueError, IndexError):
+        return model_path  # already int8, or a format this does not read: load as it is
     except OSError as error:
         if say is not None:
             say(f"no int8 copy of the model ({error}); quantizing at load")
         return model_path
+
+
+def discard(copy: str) -> None:
+    """Remove a copy that failed to load, so the next job makes it again."""
+    if Path(copy).parent == cache_root():
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def _read_string(data: mmap.mmap, pos: int) -> tuple[str, int]:
@@ -112,6 +127,9 @@ def _read_layout(data: mmap.mmap) -> tuple[int, int, list[_Variable], list[tuple
         pos += 5
         if dtype not in _DTYPES:
             raise UnsupportedModel(f"dtype {dtype} of {name}")
+        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(_DTYPES[dtype]).itemsize
+        if size != expected or pos + size > len(data):
+            raise UnsupportedModel(f"{name}: {size} bytes, expected {expected}")
         variables.append(_Variable(name, tuple(shape), dtype, pos, size))
         pos += size
     (count,) = struct.unpack_from("<I", data, pos)
@@ -139,8 +157,18 @@ def _write_string(out: BinaryIO, text: str) -> None:
     out.write(struct.pack("<H", len(raw) + 1) + raw + b"\0")
 
 
+def _remove_stale_staging(root: Path) -> None:
+    # A job killed mid-copy (a stop, SIGKILL) never ran its cleanup.
+    for staging in root.glob(".staging-*"):
+        try:
+            if time.time() - staging.stat().st_mtime > _STALE_STAGING_SECONDS:
+                shutil.rmtree(staging, ignore_errors=True)
+        except FileNotFoundError:
+            continue
+
+
 def _write_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(target.parent)
     with (
         open(source / "model.bin", "rb") as file,
         mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data,
@@ -158,29 +186,35 @@ def _write_copy(source: Path, target: Path) -> None:
                 out.write(data[:header_end])
                 out.write(struct.pack("<I", count))
                 for variable in variables:
-                    raw = data[variable.offset : variable.offset + variable.size]
                     if not variable.quantizable:
+                        raw = data[variable.offset : variable.offset + variable.size]
                         _write_variable(out, variable.name, variable.shape, variable.dtype, raw)
                         continue
-                    weight = np.frombuffer(raw, _DTYPES[variable.dtype]).reshape(variable.shape)
-                    quantized, scale = quantize_rows(weight)
+                    # A view of the mapped file, not a copy; gone when the call returns, as
+                    # the map cannot close while a view of it is alive.
+                    quantized, scale = quantize_rows(_view(data, variable))
                     _write_variable(out, variable.name, variable.shape, _INT8, quantized.tobytes())
                     _write_variable(out, variable.name + "_scale", scale.shape, _FLOAT32, scale.tobytes())
                 out.write(struct.pack("<I", len(aliases)))
                 for alias, name in aliases:
                     _write_string(out, alias)
                     _write_string(out, name)
+                out.flush()
+                os.fsync(out.fileno())  # never a renamed folder holding half a model
             for other in source.iterdir():
                 if other.is_file() and other.name != "model.bin":
                     shutil.copy2(other, staging / other.name)
-            try:
-                os.rename(staging, target)
-            except OSError:
-                if not (target / "model.bin").is_file():
-                    raise
-                # Another job made the same copy first; theirs is as good.
+            if target.exists() and not (target / "model.bin").is_file():
+                shutil.rmtree(target)  # half made by a copy of an older version: replace it
+            os.rename(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _view(data: mmap.mmap, variable: _Variable) -> np.ndarray:
+    dtype = _DTYPES[variable.dtype]
+    count = variable.size // np.dtype(dtype).itemsize
+    return np.frombuffer(data, dtype, count=count, offset=variable.offset).reshape(variable.shape)
 
 
 def _write_variable(out: BinaryIO, name: str, shape: tuple[int, ...], dtype: int, raw: bytes) -> None:

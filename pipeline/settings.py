@@ -13,6 +13,7 @@ DEFAULT_MODEL = "tiny.en"
 DEFAULT_BEAM_SIZE = 5
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_OVERLAP_SECONDS = 3.0
+MAX_AUTO_REPLICAS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,9 @@ def auto_replicas(settings: Settings, cores: int, processes: int) -> int:
     """
     if not settings.batched or settings.device == "cuda":
         return 1
-    return max(1, cores // processes)
+    # Capped: a 5-minute file has about 11 windows, and more replicas than a few would
+    # only cut them into batches too small to gain from batching.
+    return max(1, min(MAX_AUTO_REPLICAS, cores // processes))
 
 
 def chunk_length(settings: Settings, duration: float) -> float:

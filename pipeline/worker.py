@@ -109,20 +109,27 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
     from faster_whisper import WhisperModel
 
     from pipeline.batching import make_pipeline
-    from pipeline.int8_copy import int8_model
+    from pipeline.int8_copy import discard, int8_model
 
+    load_options = {
+        "device": settings.device,
+        "compute_type": settings.effective_compute_type,
+        "cpu_threads": settings.threads,
+        "num_workers": max(1, settings.replicas),
+        # model_path is a resolved local folder; never let a load fetch anything.
+        "local_files_only": True,
+    }
     model_path = settings.model_path
     if settings.device == "cpu" and settings.effective_compute_type == "int8":
         model_path = int8_model(model_path, lambda line: leader.send(("warning", worker, line)))
-    model = WhisperModel(
-        model_path,
-        device=settings.device,
-        compute_type=settings.effective_compute_type,
-        cpu_threads=settings.threads,
-        num_workers=max(1, settings.replicas),
-        # model_path is a resolved local folder; never let a load fetch anything.
-        local_files_only=True,
-    )
+    try:
+        model = WhisperModel(model_path, **load_options)
+    except (RuntimeError, ValueError, OSError) as error:
+        if model_path == settings.model_path:
+            raise
+        leader.send(("warning", worker, f"the int8 copy did not load ({error}); using the original"))
+        discard(model_path)
+        model = WhisperModel(settings.model_path, **load_options)
     batched = make_pipeline(model, settings.replicas) if settings.batched else None
     if settings.vad:
         from faster_whisper.vad import get_vad_model
@@ -150,7 +157,7 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
         }
         if settings.temperature is not None:
             options["temperature"] = settings.temperature
-        if batched is not None:
+        if settings.batched and batched is not None:
             segments, info = batched.transcribe(
                 samples, batch_size=settings.batch_size, vad_filter=True, **options
             )

@@ -153,7 +153,7 @@ class StandbyExecutor(LocalExecutor):
         with contextlib.suppress(ProcessLookupError):
             # Set here, not by the standby itself: every thread it ever makes inherits it,
             # and a job taking it at once cannot be re-niced by a late os.nice().
-            priority.lower_group(spawned.pgid)
+            priority.lower_group(spawned.pgid, spawned.identity.pid)
         self._standbys.append(standby)
         standby.watcher = asyncio.create_task(self._watch(standby), name=f"standby-{standby.pid}")
 
@@ -251,6 +251,9 @@ class StandbyExecutor(LocalExecutor):
         except PermissionError:
             log.warning("standby: may not raise its priority back; jobs start cold from now on")
             self.count = 0
+            return False
+        except priority.SessionNotRaised as error:
+            log.warning("job %s: standby's session stays niced (%s); starting cold", job_id, error)
             return False
         except ProcessLookupError:
             return False  # it just died

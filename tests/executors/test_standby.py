@@ -200,9 +200,14 @@ async def test_a_standby_that_dies_unused_is_replaced_and_jobs_still_run(aiohttp
     await wait_ready(client)
     [first] = standby_pids(app)
     os.killpg(first, signal.SIGKILL)  # this app's own standby, its own group
+    # Dead before it is used: once the server has seen it go (a kill is not instant, and
+    # a job handed to it meanwhile dies with it, which is another case).
+    async with asyncio.timeout(WARM_SECONDS):
+        while first in standby_pids(app):
+            await asyncio.sleep(0.02)
     job = await (await upload(client, SPEECH_CLIP, on_disconnect="keep")).json()
     final = await wait_status(client, job["id"], FINAL, timeout=120)
-    assert final["status"] == "completed", final
+    assert final["status"] == "completed", (final["error_message"], final["exit_code"])
     assert final["process_id"] != first
     await wait_ready(client)
     assert first not in standby_pids(app)

@@ -78,3 +78,37 @@ def test_one_replica_is_the_plain_pipeline(model: Any) -> None:
 
     assert type(make_pipeline(model, 1)) is BatchedInferencePipeline
     assert isinstance(make_pipeline(model, 2), ReplicatedPipeline)
+
+
+def test_word_timestamps_keep_batches_in_order(model: Any, tmp_path: Path) -> None:
+    """Word alignment carries state from batch to batch: with words, no two at once."""
+    from faster_whisper import BatchedInferencePipeline
+
+    from pipeline.audio import decode
+
+    samples = decode(repeated_speech(tmp_path / "long.wav", copies=12))
+    options = {"batch_size": 2, "beam_size": 5, "language": "en", "word_timestamps": True}
+
+    def words(segments: Any) -> list[tuple[float, float, str]]:
+        return [(w.start, w.end, w.word) for s in segments for w in s.words]
+
+    plain, _ = BatchedInferencePipeline(model).transcribe(samples, **options)
+    expected = words(plain)
+    replicated = ReplicatedPipeline(model, replicas=2)
+    forward, in_flight, most = replicated.forward, [0], [0]
+    lock = threading.Lock()
+
+    def counted(*args: Any) -> Any:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            return forward(*args)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    replicated.forward = counted  # type: ignore[method-assign]
+    segments, _ = replicated.transcribe(samples, **options)
+    assert words(segments) == expected
+    assert most[0] == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,8 @@ def test_made_once_then_reused(cache: Path) -> None:
     assert sorted(p.name for p in Path(copy).iterdir()) == sorted(p.name for p in Path(bundled).iterdir())
     assert int8_model(bundled) == copy
     assert (Path(copy) / "model.bin").stat().st_mtime_ns == made.st_mtime_ns
-    assert [p.name for p in cache.iterdir()] == [Path(copy).name]  # no staging left behind
+    # No staging folder left behind; the lock file stays.
+    assert sorted(p.name for p in cache.iterdir()) == sorted([Path(copy).name, f".{Path(copy).name}.lock"])
     # An int8 model has nothing to quantize: it loads as it is.
     assert int8_model(copy) == copy
 
@@ -77,7 +77,7 @@ def test_an_unknown_format_loads_as_it_is(cache: Path, tmp_path: Path) -> None:
     odd.mkdir()
     (odd / "model.bin").write_bytes((99).to_bytes(4, "little") + b"\0" * 16)
     assert int8_model(str(odd)) == str(odd)
-    assert not cache.exists() or not any(cache.iterdir())
+    assert not [p for p in cache.iterdir() if not p.name.startswith(".")]  # no copy made
 
 
 def test_a_worker_loads_the_copy(cache: Path, tmp_path: Path) -> None:
@@ -85,4 +85,45 @@ def test_a_worker_loads_the_copy(cache: Path, tmp_path: Path) -> None:
 
     done = run_pipeline(FIXTURE, "--out-dir", tmp_path / "out", "--formats", "txt")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert [p.name for p in cache.iterdir()] and os.listdir(next(cache.iterdir()))
+    copies = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    assert len(copies) == 1 and (copies[0] / "model.bin").is_file()
+    assert "int8 copy" not in done.stdout  # loaded without a fallback
+
+
+def test_writers_at_once_make_one_copy(cache: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    bundled = resolve_model("tiny.en")
+    with ThreadPoolExecutor(3) as pool:
+        copies = set(pool.map(lambda _: int8_model(bundled), range(3)))
+    assert len(copies) == 1 and copies != {bundled}
+    assert not list(cache.glob(".staging-*"))
+
+
+def test_a_half_made_copy_is_made_again(cache: Path) -> None:
+    bundled = resolve_model("tiny.en")
+    copy = Path(int8_model(bundled))
+    (copy / "model.bin").unlink()  # as a copy killed before this version fsynced it
+    assert int8_model(bundled) == str(copy)
+    assert (copy / "model.bin").is_file()
+
+
+def test_a_truncated_source_loads_as_it_is(cache: Path, tmp_path: Path) -> None:
+    bundled = Path(resolve_model("tiny.en"))
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / "model.bin").write_bytes((bundled / "model.bin").read_bytes()[:5_000_000])
+    assert int8_model(str(truncated)) == str(truncated)
+
+
+def test_a_copy_that_does_not_load_falls_back_to_the_original(cache: Path, tmp_path: Path) -> None:
+    from .conftest import run_pipeline
+
+    copy = Path(int8_model(resolve_model("tiny.en")))
+    data = (copy / "model.bin").read_bytes()
+    (copy / "model.bin").write_bytes(data[: len(data) // 2])  # damaged after it was made
+    done = run_pipeline(FIXTURE, "--out-dir", tmp_path / "out", "--formats", "txt")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the int8 copy did not load" in done.stdout
+    assert "quick" in (tmp_path / "out" / "transcript.txt").read_text().lower()
+    assert not copy.exists()  # removed, so the next job makes it again

@@ -249,8 +249,9 @@ def test_second_server_on_the_same_data_dir_never_touches_the_firsts_jobs(start_
     keys = [proc_key(p) for p in job_processes(first, first.job(job["id"]))]
     # A timeout of 6 heartbeats: a first server slowed by load must not look dead.
     second = start_server("--orphan-timeout", "3", fake=["--lines", "3"], data_dir=first.data_dir)
-    # Several of the second's heartbeat and orphan passes (every 0.5 s).
-    second.wait_orphan_passes(4)
+    # Passes past the orphan timeout (every 0.5 s, 3 s): had the second taken the first's
+    # fresh heartbeats for stale ones, it would have reaped the job by now.
+    second.wait_orphan_passes(8)
     assert all(alive(k) for k in keys), "the second server touched the first's job"
     assert second.job(job["id"])["status"] == "running"
     took = second.stop()
