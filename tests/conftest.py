@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from server.config import Config
+from server.store import Store
 from tests.helpers.audio import FAKE_PIPELINE, tone_wav
 
 
@@ -37,3 +38,13 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 @pytest.fixture
 def tone(tmp_path: Path) -> Path:
     return tone_wav(tmp_path / "tone.wav")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A real SQLite store in the test's own folder."""
+    s = await Store.open(tmp_path / "transcriptor.db")
+    try:
+        yield s
+    finally:
+        await s.close()

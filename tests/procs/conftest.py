@@ -3,7 +3,6 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
@@ -14,15 +13,6 @@ from server.store import Store
 from tests.helpers.children import script
 
 Spawner = Callable[..., Awaitable[SpawnedProcess]]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "transcriptor.db")
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 @pytest.fixture
