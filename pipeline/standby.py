@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from pipeline import lifeline, protocol
 from pipeline import settings as defaults
@@ -79,8 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _start_warming(model: str, threads: int, say: Callable[[str], None]) -> tuple[Any, Any, float] | None:
-    """Start worker 1 loading the model: (its settings, (process, pipe), start time)."""
+def _start_warming(model: str, threads: int, say: Callable[[str], None]) -> WarmWorker | None:
+    """Start worker 1 loading the model; None if the model cannot be used. The returned
+    worker is not loaded yet: `_finish_warming` waits for that."""
     from pipeline.models import ModelError, resolve_model
     from pipeline.settings import Settings, fit_to_machine, usable_cores
 
@@ -92,21 +92,21 @@ def _start_warming(model: str, threads: int, say: Callable[[str], None]) -> tupl
     # The settings a default job gets: one process with the server's threads.
     settings = Settings(Path(), Path(), model=model, model_path=model_path, threads=threads)
     settings = fit_to_machine(settings, usable_cores())
-    began = time.monotonic()
     process, connection = start_worker(multiprocessing.get_context("spawn"), 1, settings)
-    return settings, (process, connection), began
+    return WarmWorker(process, connection, settings, load_seconds=0.0)
 
 
-def _finish_warming(started: tuple[Any, Any, float], say: Callable[[str], None]) -> WarmWorker | None:
-    settings, (process, connection), began = started
+def _finish_warming(warm: WarmWorker, say: Callable[[str], None]) -> WarmWorker | None:
     try:
-        event = connection.recv()
+        event = warm.connection.recv()
     except EOFError:
-        event = ("failed", 1, f"worker died (exit code {process.join(1) or process.exitcode})")
+        code = warm.process.join(1) or warm.process.exitcode
+        event = ("failed", 1, f"worker died (exit code {code})")
     if event[0] != "loaded":
         say(f"error: warming up failed: {event[2]}")
         return None
-    return WarmWorker(process, connection, settings, time.monotonic() - began)
+    warm.load_seconds = event[2]  # the worker's own count, imports and load
+    return warm
 
 
 def serve(argv: Sequence[str]) -> int:
