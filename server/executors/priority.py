@@ -36,27 +36,22 @@ def own_nice() -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
-def _write_autogroup_nice(pid: int | str, nice: int) -> None:
+def _write_autogroup_nice(pid: int, nice: int) -> None:
     with open(f"/proc/{pid}/autogroup", "w") as file:
         file.write(str(nice))
 
 
 def idle_class() -> None:
-    """preexec of a standby (after its setsid): idle class, and a niced session."""
+    """preexec of a standby: the idle class, from its first instruction."""
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    # No autogroups, or rate-limited: it then waits with the other two knobs only.
-    with contextlib.suppress(OSError):
-        _write_autogroup_nice("self", AUTOGROUP_NICE)
 
 
 def lower_group(pgid: int, leader: int) -> None:
+    """Right after spawn: the group's nice and the session's autogroup."""
     os.setpriority(os.PRIO_PGRP, pgid, min(19, own_nice() + STANDBY_NICE))
-    # A second try at the session, if the preexec's was rate-limited.
+    # No autogroups, or rate-limited: it then waits with the other two knobs only.
     with contextlib.suppress(OSError):
-        with open(f"/proc/{leader}/autogroup") as file:
-            niced = file.read().split()[-1] == str(AUTOGROUP_NICE)
-        if not niced:
-            _write_autogroup_nice(leader, AUTOGROUP_NICE)
+        _write_autogroup_nice(leader, AUTOGROUP_NICE)
 
 
 async def raise_group(pgid: int, leader: int) -> None:
