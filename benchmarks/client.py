@@ -138,8 +138,28 @@ class BenchServer:
         assert self.session is not None
         return self.session.ws_connect(self.url + "/ws", max_msg_size=0)
 
+    async def wait_final(self, job_ids: Sequence[int], timeout: float = 30 * 60) -> dict[int, str]:
+        """Each job's final status, followed over one /ws as pages do: polling the API took
+        CPU from the very jobs a benchmark timed."""
+        final: dict[int, str] = {}
+        async with self.ws() as ws:
+            for job_id in job_ids:
+                await ws.send_json({"type": "subscribe", "job": job_id})
+            async with asyncio.timeout(timeout):
+                while len(final) < len(job_ids):
+                    frame = await ws.receive()
+                    if frame.type != aiohttp.WSMsgType.TEXT:
+                        raise RuntimeError(f"websocket ended: {frame.type!r}")
+                    for m in messages(frame.data):
+                        if m.get("type") == "status" and m.get("status") in FINAL:
+                            final[int(m["job"])] = m["status"]
+        return final
+
     def server_process(self) -> psutil.Process:
         return psutil.Process(self.pid)
+
+
+FINAL = ("completed", "failed", "cancelled")
 
 
 def messages(frame: str) -> list[dict[str, Any]]:

@@ -18,15 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from aiohttp import WSMsgType
 
 from benchmarks import pipeline_bench
-from benchmarks.client import BenchServer, messages
-from benchmarks.common import Deadline, Row, median, p99, run_async, run_script
+from benchmarks.client import BenchServer
+from benchmarks.common import Row, median, p99, run_async, run_script
 from pipeline.settings import usable_cores
 from pipeline.wer import wer
 
-FINAL = ("completed", "failed", "cancelled")
 MINUTES = 5.0
 
 
@@ -44,16 +42,7 @@ async def through_server(server: BenchServer, audio: Path) -> tuple[float, float
     cpu = cpu_seconds(proc)
     began = time.perf_counter()
     job_id = await server.upload(audio, on_disconnect="keep")
-    # Follow the job's status over /ws as a page does: no polling load on the two cores.
-    async with server.ws() as ws:
-        await ws.send_json({"type": "subscribe", "job": job_id})
-        deadline = Deadline(30 * 60)
-        ended = False
-        while deadline and not ended:
-            frame = await ws.receive(timeout=deadline.left)
-            if frame.type != WSMsgType.TEXT:
-                raise RuntimeError(f"websocket ended: {frame.type!r}")
-            ended = any(m.get("type") == "status" and m.get("status") in FINAL for m in messages(frame.data))
+    await server.wait_final([job_id])
     took = time.perf_counter() - began
     job = await server.job(job_id)
     await asyncio.sleep(0.2)  # the runner reaps the leader as it records the ending

@@ -24,11 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType
-
 from benchmarks import heldout
-from benchmarks.client import BenchServer, messages
-from benchmarks.common import REPO, Deadline, Row, median, p99, run_async, run_script
+from benchmarks.client import BenchServer
+from benchmarks.common import REPO, Row, median, p99, run_async, run_script
 from benchmarks.transcription import through_server
 from pipeline.wer import wer
 
@@ -52,7 +50,6 @@ print(json.dumps(texts))
 """
 # The server's own defaults (BenchServer's faster test intervals put back).
 DEFAULTS = ("--metrics-interval", "1", "--heartbeat-interval", "5")
-FINAL = ("completed", "failed", "cancelled")
 
 
 def direct_process(mode: str, paths: Sequence[Path]) -> tuple[float, list[str]]:
@@ -76,26 +73,10 @@ async def standby_ready(server: BenchServer, timeout: float = 600) -> None:
 
 
 async def burst(server: BenchServer, clips: Sequence[Path]) -> tuple[float, list[str], int]:
-    """Seconds from the first upload to the last completed; texts; how many started warm.
-
-    The statuses are followed over one /ws, as pages do: polling the API ten times a
-    second took CPU from the very jobs it timed (2 decoding threads on 2 cores stall at
-    every barrier when anything else runs).
-    """
+    """Seconds from the first upload to the last completed; texts; how many started warm."""
     began = time.perf_counter()
     ids = await asyncio.gather(*(server.upload(c, on_disconnect="keep") for c in clips))
-    final: dict[int, str] = {}
-    async with server.ws() as ws:
-        for job_id in ids:
-            await ws.send_json({"type": "subscribe", "job": job_id})
-        deadline = Deadline(30 * 60)
-        while deadline and len(final) < len(ids):
-            frame = await ws.receive(timeout=deadline.left)
-            if frame.type != WSMsgType.TEXT:
-                raise RuntimeError(f"websocket ended: {frame.type!r}")
-            for message in messages(frame.data):
-                if message.get("type") == "status" and message.get("status") in FINAL:
-                    final[int(message["job"])] = message["status"]
+    await server.wait_final(ids)
     took = time.perf_counter() - began
     texts, warm = [], 0
     for job_id in ids:
