@@ -320,6 +320,12 @@ class ServerProcess:
     def num_fds(self) -> int:
         return int(psutil.Process(self.pid).num_fds())
 
+    def client_connections(self) -> list[Any]:
+        """The server's TCP connections other than its listening socket: a request that
+        just ended holds one until the server reads the client's close."""
+        connections = psutil.Process(self.pid).net_connections(kind="inet")
+        return [c for c in connections if c.status != psutil.CONN_LISTEN]
+
     def zombies(self) -> list[int]:
         found = []
         for child in psutil.Process(self.pid).children(recursive=True):
