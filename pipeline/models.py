@@ -47,13 +47,13 @@ def _hub_reachable() -> bool:
         return False
 
 
-def resolve_model(name: str, *, allow_download: bool = False) -> str:
-    """A local folder faster-whisper can load for `name`; downloaded only if allowed.
+def find_local(name: str) -> str | None:
+    """The local folder for `name`, or None for a known model that is not on this machine.
 
     A folder must be written as a path ("/", "~", "./", "../"): a bare name is never looked
     up in the working directory, so a job naming "data" cannot load whatever sits there.
-    Raises ModelError for an unknown name, a folder that is not a CTranslate2 model, or a
-    model that is not here and may not (or cannot now) be downloaded.
+    Raises ModelError for an unknown name or a folder that is not a CTranslate2 model.
+    Never touches the network.
     """
     if name == BUNDLED:
         bundled = _bundled_path()
@@ -73,14 +73,27 @@ def resolve_model(name: str, *, allow_download: bool = False) -> str:
     try:
         return str(download_model(name, local_files_only=True))
     except OSError:
-        pass  # not in the local cache (LocalEntryNotFoundError); maybe the network helps
+        return None  # not in the local cache (LocalEntryNotFoundError)
     except ValueError as error:  # the hub's own check of a repo id (HFValidationError)
         raise ModelError(f"invalid model name {name!r}: {str(error)[:200]}") from None
+
+
+def resolve_model(name: str, *, allow_download: bool = False) -> str:
+    """A local folder faster-whisper can load for `name`; downloaded only if allowed.
+
+    Raises ModelError for what find_local refuses, and for a model that is not here and
+    may not (or cannot now) be downloaded.
+    """
+    found = find_local(name)
+    if found:
+        return found
     if not allow_download:
         raise ModelError(
             f"model {name!r} is not on this machine, and model downloads are off "
             "(the server's --allow-model-downloads; the pipeline's --allow-download)"
         )
+    from faster_whisper.utils import download_model
+
     offline = f"model {name!r} is not available offline; pass --model /path/to/model"
     if not _hub_reachable():
         raise ModelError(offline)

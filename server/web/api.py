@@ -10,7 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from pipeline.models import ModelError, find_local
 from server import keys
+from server.config import Config
 from server.executors.standby import standby_status
 from server.jobs.logtail import tail_lines
 from server.jobs.observer import source_label
@@ -74,6 +76,27 @@ def job_options(fields: dict[str, str], request: web.Request) -> dict[str, Any]:
     }
 
 
+async def check_model_is_here(model: str, config: Config) -> None:
+    """Refuse a job whose model the built-in pipeline could not load, before it is stored.
+
+    Not checked: the default model (the server's own choice), a custom pipeline command
+    (model names mean what it says) and Ray (the cluster's nodes hold their own). A first
+    check of another name imports faster-whisper's model table here (about 50 MB, 0.4 s).
+    """
+    if model == config.default_model or config.pipeline_command or config.executor != "local":
+        return
+    try:
+        found = await asyncio.to_thread(find_local, model)
+    except ModelError as error:
+        raise ApiError(400, str(error)) from None
+    if found is None and not config.allow_model_downloads:
+        raise ApiError(
+            400,
+            f"model {model!r} is not on this machine, and this server does not download "
+            "models (start it with --allow-model-downloads)",
+        )
+
+
 def parse_job_id(raw: str) -> int | None:
     """The job id in a URL, or None if it cannot name a job.
 
@@ -99,6 +122,7 @@ async def create_job(request: web.Request) -> web.Response:
     upload: Upload = await UploadReceiver(request.app[keys.CONFIG]).receive(request)
     try:
         options = job_options(upload.fields, request)
+        await check_model_is_here(options["model"], request.app[keys.CONFIG])
         job = await request.app[keys.STORE].create_job(
             filename=upload.filename,
             original_path=str(upload.path),

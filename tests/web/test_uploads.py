@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from server.app import create_app
-from tests.jobs.test_jobs import upload
+from tests.jobs.test_jobs import upload, wait_status
 
 
 async def nothing_left(client: Any, config: Any) -> None:
@@ -205,3 +205,46 @@ async def test_chunked_upload_with_a_few_fields_is_accepted(aiohttp_client, make
     body, content_type = many_fields_body(tone.read_bytes(), 3, 10)
     response = await client.post("/api/jobs", data=chunked(body), headers={"Content-Type": content_type})
     assert response.status == 201, await response.text()
+
+
+@pytest.fixture
+def empty_model_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A Hugging Face cache holding no model, for the server and the jobs it starts."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("base", "model 'base' is not on this machine, and this server does not download models"),
+        ("no-such-model", "unknown model 'no-such-model'"),
+    ],
+)
+async def test_model_not_here_is_refused_at_upload(
+    aiohttp_client, make_config, tone, empty_model_cache, model, message
+):
+    config = make_config(pipeline_command=(), standby=0)
+    client = await aiohttp_client(create_app(config))
+    response = await upload(client, tone, model=model)
+    assert response.status == 400
+    assert message in (await response.json())["error"]
+    await nothing_left(client, config)
+
+
+async def test_model_downloads_allowed_accept_a_known_model_only(
+    aiohttp_client, make_config, tone, empty_model_cache
+):
+    config = make_config(pipeline_command=(), standby=0, allow_model_downloads=True)
+    client = await aiohttp_client(create_app(config))
+    response = await upload(client, tone, model="no-such-model")
+    assert response.status == 400
+    assert "unknown model 'no-such-model'" in (await response.json())["error"]
+    await nothing_left(client, config)
+    response = await upload(client, tone, model="base", on_disconnect="keep")
+    assert response.status == 201
+    # No network here: the job that would download fails, with the reason in its row.
+    job = await wait_status(client, (await response.json())["id"], {"failed"}, timeout=60)
+    assert "model 'base' is not available offline" in job["error_message"], job
