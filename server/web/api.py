@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pipeline.models import ModelError, find_local
+from pipeline.models import ModelError, find_local, resolve_model
 from server import keys
 from server.config import Config
 from server.executors.standby import standby_status
@@ -85,16 +85,12 @@ async def check_model_is_here(model: str, config: Config) -> None:
     """
     if model == config.default_model or config.pipeline_command or config.executor != "local":
         return
+    # Downloads allowed: only an unknown name is refused; a known one is fetched by the job.
+    lookup = find_local if config.allow_model_downloads else resolve_model
     try:
-        found = await asyncio.to_thread(find_local, model)
+        await asyncio.to_thread(lookup, model)
     except ModelError as error:
         raise ApiError(400, str(error)) from None
-    if found is None and not config.allow_model_downloads:
-        raise ApiError(
-            400,
-            f"model {model!r} is not on this machine, and this server does not download "
-            "models (start it with --allow-model-downloads)",
-        )
 
 
 def parse_job_id(raw: str) -> int | None:

@@ -219,7 +219,7 @@ def empty_model_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ("base", "model 'base' is not on this machine, and this server does not download models"),
+        ("base", "model 'base' is not on this machine, and model downloads are off"),
         ("no-such-model", "unknown model 'no-such-model'"),
     ],
 )
