@@ -35,7 +35,7 @@ CACHE_ENV = "TRANSCRIPTOR_MODEL_CACHE"
 _FORMAT = 1  # bump when what is written changes
 _VERSIONS = (5, 6)  # model.bin binary versions whose layout this reads
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
-_INT8, _FLOAT32 = 1, 0
+_FLOAT32, _INT8, _FLOAT16 = 0, 1, 4
 _STALE_STAGING_SECONDS = 3600  # a staging folder this old was left by a killed job
 
 
@@ -55,7 +55,7 @@ class _Variable:
     def quantizable(self) -> bool:
         # Linear and embedding weights (2-D); CTranslate2 keeps conv (3-D) weights float.
         return (
-            self.name.endswith("/weight") and len(self.shape) == 2 and self.dtype in (0, 4)
+            self.name.endswith("/weight") and len(self.shape) == 2 and self.dtype in (_FLOAT32, _FLOAT16)
         )
 
 
