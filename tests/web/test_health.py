@@ -5,19 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from server.app import create_app
 from tests.helpers.health import health, health_until
+from tests.jobs.test_jobs import upload
 from tests.web.wsclient import collect_until
 
 
-async def upload(client: Any, path: Path, **fields: str) -> dict[str, Any]:
-    form = aiohttp.FormData()
-    form.add_field("file", path.read_bytes(), filename=path.name)
-    for name, value in fields.items():
-        form.add_field(name, value)
-    response = await client.post("/api/jobs", data=form)
+async def start_job(client: Any, path: Path, **fields: str) -> dict[str, Any]:
+    response = await upload(client, path, **fields)
     assert response.status == 201, await response.text()
     return dict(await response.json())
 
@@ -32,7 +27,7 @@ async def test_orphan_passes_count_start_up_and_each_monitor_pass(aiohttp_client
 async def test_a_grace_is_pending_then_expires_and_a_kept_job_runs_on(aiohttp_client, make_config, tone):
     config = make_config("--lines", "100000", "--interval", "0.05", disconnect_grace=0.3)
     client = await aiohttp_client(create_app(config))
-    job = await upload(client, tone, on_disconnect="keep")
+    job = await start_job(client, tone, on_disconnect="keep")
     before = await health(client)
     assert (before["websockets"], before["disconnect_timers"], before["graces_expired"]) == (0, 0, 0)
     async with client.ws_connect("/ws") as ws:
@@ -52,7 +47,7 @@ async def test_a_grace_is_pending_then_expires_and_a_kept_job_runs_on(aiohttp_cl
 async def test_a_grace_called_off_by_a_return_never_expires(aiohttp_client, make_config, tone):
     config = make_config("--lines", "100000", "--interval", "0.05", disconnect_grace=30)
     client = await aiohttp_client(create_app(config))
-    job = await upload(client, tone)
+    job = await start_job(client, tone)
     async with client.ws_connect("/ws") as ws:
         await ws.send_json({"type": "subscribe", "job": job["id"]})
         await collect_until(ws, lambda m: m["type"] == "log")
