@@ -181,6 +181,10 @@ def main(argv: Sequence[str] | None = None, *, standby: Standby | None = None) -
         from pipeline.standby import serve
 
         return serve(raw[1:])
+    if "--live" in raw:  # a live session (the server's websocket feeds it)
+        from pipeline import live
+
+        return live.main(raw, standby=standby)
     args = build_parser().parse_args(raw)
     say = _Printer()
     began = time.monotonic()

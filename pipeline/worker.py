@@ -20,11 +20,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from pipeline.lifeline import arm_parent_death_signal
+from pipeline.live_decode import LiveWindow, decode_window
 from pipeline.settings import Settings
 
 # A task: (chunk index, chunk start in seconds, samples); None means no more work. A
 # Settings replaces the decoding options (a warm worker takes its job's settings so).
-Task = tuple[int, float, Any] | Settings | None
+# A LiveWindow is one utterance of a live session (pipeline/live.py).
+Task = tuple[int, float, Any] | Settings | LiveWindow | None
 
 
 class _ForwardWarnings(logging.Handler):
@@ -145,6 +147,9 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
             settings = task
             if settings.batched and batched is None:
                 batched = make_pipeline(model, settings.replicas)
+            continue
+        if isinstance(task, LiveWindow):
+            leader.send(("live", worker, decode_window(model, task)[0]))
             continue
         index, offset, samples = task
         began = time.monotonic()
