@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--allow-download", action="store_true")
     add("--language", default="auto")
     add("--threads", type=int, default=1, help="the worker's threads; 0 means 1 (one per session)")
-    add("--beam-size", type=int, default=1, help="beam width of the final decode of an utterance")
+    add("--beam-size", type=int, default=5, help="beam width of an utterance's final decode (partials: 1)")
     add("--lifeline", action="store_true")
     return parser
 

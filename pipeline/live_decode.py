@@ -20,10 +20,10 @@ import numpy as np
 SAMPLE_RATE = 16000
 MIN_WINDOW_SECONDS = 8.0
 TAIL_SECONDS = 2.0
-# A live decode stops after this many tokens per second of speech (plus a few): tiny
+# A live decode stops after this many tokens per second of speech (plus a few; timestamps count): tiny
 # models repeat themselves on a cut-off word, and a runaway decode would cost seconds.
-TOKENS_PER_SECOND = 6
-TOKENS_EXTRA = 10
+TOKENS_PER_SECOND = 7
+TOKENS_EXTRA = 12
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,12 @@ def decode_window(model: Any, task: LiveWindow) -> tuple[str, float]:
 
     began = time.monotonic()
     multilingual = model.model.is_multilingual
-    language = task.language if multilingual else "en"
-    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language or "en")
+    language = (task.language if multilingual else None) or "en"
+    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language)
     encoded = model.encode(window_features(model, task.samples))
-    prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+    # With timestamps: the model then says where each piece of text starts, and text it
+    # places in the silence padded after the speech (a repeat of it) is dropped.
+    prompt = [*tokenizer.sot_sequence]
     if task.prompt:
         previous = tokenizer.encode(" " + task.prompt.strip())[-100:]
         prompt = [tokenizer.sot_prev, *previous, *prompt]
@@ -68,8 +70,23 @@ def decode_window(model: Any, task: LiveWindow) -> tuple[str, float]:
         suppress_blank=True,
         suppress_tokens=[-1],
     )
-    tokens = [t for t in result[0].sequences_ids[0] if t < tokenizer.eot]
+    tokens = spoken_tokens(result[0].sequences_ids[0], tokenizer, seconds)
     return tokenizer.decode(tokens).strip(), time.monotonic() - began
+
+
+def spoken_tokens(tokens: list[int], tokenizer: Any, seconds: float) -> list[int]:
+    """The text tokens of the pieces that start before the speech ends."""
+    first_timestamp = tokenizer.timestamp_begin
+    kept: list[int] = []
+    for token in tokens:
+        if token == tokenizer.eot:
+            break
+        if token >= first_timestamp:
+            if (token - first_timestamp) * 0.02 >= seconds - 0.1 and kept:
+                break  # a piece that starts in the padding after the speech
+            continue
+        kept.append(token)
+    return kept
 
 
 _WORD_EDGE = re.compile(r"^\W+|\W+$")
