@@ -39,7 +39,7 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[Any]]:
 
 
 def live_app(make_config: Callable[..., Any], **overrides: Any) -> Any:
-    return create_app(make_config(pipeline_command=(), standby=0, **overrides))
+    return create_app(make_config(**{"pipeline_command": (), "standby": 0, **overrides}))
 
 
 def sdk(client: Any) -> openai.AsyncOpenAI:
@@ -239,3 +239,21 @@ async def test_only_the_transcription_intent(aiohttp_client, make_config):
 def test_wav_helper_places_utterances(tmp_path: Path):
     spoken = speak(tmp_path / "one.wav", ["Hello there."], pause=0.5)
     assert spoken[0].start == pytest.approx(0.5) and spoken[0].end > 1.0
+
+
+@pytest.mark.slow
+async def test_a_warm_standby_takes_the_session(aiohttp_client, make_config, speech):
+    pcm, _ = speech
+    client = await aiohttp_client(live_app(make_config, standby=1))
+    async with asyncio.timeout(60):  # the standby warms up first
+        while (await (await client.get("/api/health")).json())["standby"]["ready"] < 1:
+            await asyncio.sleep(0.05)
+    async with sdk(client).realtime.connect(extra_query=INTENT) as connection:
+        job_id = (await recv(connection)).session.model_extra["job_id"]
+        for event in append_events(pcm[: len(pcm) // 2]):
+            await connection.send(event)
+        completed = await until(connection, "conversation.item.input_audio_transcription.completed", [])
+        assert {"kitchen", "table"} <= word_set(completed.transcript)
+    await wait_job(client, job_id, lambda j: j["status"] == "completed", timeout=5)
+    log = await (await client.get(f"/api/jobs/{job_id}/log")).text()
+    assert "warm start: took the job" in log and "using the standby's loaded worker" in log
