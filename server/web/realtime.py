@@ -100,6 +100,7 @@ class LiveSocket:
         self.pipe: asyncio.StreamWriter | None = None
         self.prebuffer: list[bytes] = []
         self.prebuffered = 0
+        self.audio_bytes = 0  # pcm16 at 24 kHz received: the job's duration at its end
         self.connected = asyncio.Event()  # the pipeline took its socket
         self.audio_seen = asyncio.Event()  # set by every append: the idle timer restarts
         self.graceful = False  # the session is ending well: the job may complete
@@ -255,6 +256,7 @@ class LiveSocket:
         kind = event["type"]
         if kind == "input_audio_buffer.append":
             pcm = decode_audio(event)
+            self.audio_bytes += len(pcm)
             self.audio_seen.set()
             if pcm:
                 self._frame(b"A", pcm)
@@ -282,6 +284,8 @@ class LiveSocket:
         """End the job with the socket: completed after a normal close, else cancelled."""
         try:
             await self._end_job()
+            duration = round(self.audio_bytes / (2 * 24000), 3)
+            await self.app[keys.STORE].update_job(self.job_id, duration_seconds=duration)
         finally:
             self.app[keys.CHANNELS].unsubscribe(self.job_id, self.follower)
             if self.pipe is not None:

@@ -111,6 +111,8 @@ async def test_a_session_transcribes_speech_and_completes(aiohttp_client, make_c
             )
     job = await wait_job(client, job_id, lambda j: j["status"] not in ("queued", "running"), timeout=5)
     assert job["status"] == "completed", {k: job[k] for k in ("cancel_reason", "error_message", "exit_code")}
+    job = await wait_job(client, job_id, lambda j: j["duration_seconds"] is not None, timeout=5)
+    assert job["duration_seconds"] == pytest.approx(len(pcm) / 48000, abs=0.01)
     kinds = [e.type for e in seen]
     for kind in (
         "input_audio_buffer.speech_started",
@@ -227,6 +229,19 @@ async def test_a_silent_session_ends_after_the_idle_timeout(aiohttp_client, make
     assert ended.type == "error" and ended.error.code == "idle_timeout"
     job = await wait_job(client, job_id, lambda j: j["status"] not in ("queued", "running"), timeout=10)
     assert job["status"] == "completed", {k: job[k] for k in ("cancel_reason", "error_message", "exit_code")}
+
+
+async def test_a_session_whose_job_ends_on_its_own_is_told_and_closed(aiohttp_client, make_config):
+    # The fake pipeline knows nothing of live sessions: it prints a few lines and exits.
+    client = await aiohttp_client(create_app(make_config(standby=0)))
+    ws = await client.ws_connect("/v1/realtime?intent=transcription")
+    job_id = validate((await ws.receive()).data).session.model_extra["job_id"]
+    async with asyncio.timeout(20):
+        ended = validate((await ws.receive()).data)
+    assert ended.type == "error" and ended.error.code == "session_ended"
+    assert (await ws.receive()).type.name in ("CLOSE", "CLOSED")
+    assert ws.close_code == 1011
+    assert (await job_of(client, job_id))["status"] in ("completed", "failed")
 
 
 async def test_only_the_transcription_intent(aiohttp_client, make_config):
