@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import urllib.request
@@ -19,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.audio import FAKE_PIPELINE, REPO
+from tests.helpers.audio import REPO
+from tests.helpers.env import clean_env
 from tests.helpers.server_proc import free_port, multipart
 from tests.helpers.server_proc import wait_for as wait_until
 
@@ -84,10 +84,9 @@ class Server:
             "--kill-grace", str(GRACE),
             *self.extra_args,
         ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCRIPTOR_")}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                argv, cwd=REPO, env=clean_env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
         wait_until(self._healthy, 30, f"the server on {self.url} to answer /api/health")
         return self
@@ -152,11 +151,6 @@ class Server:
             return job if job["status"] in ("completed", "failed", "cancelled") else None
 
         return dict(wait_until(final, timeout, f"job {job_id} to finish"))
-
-
-def fake_pipeline(*args: str) -> list[str]:
-    """--pipeline-command for the fake pipeline that prints and sleeps as told."""
-    return ["--pipeline-command", shlex.join([sys.executable, str(FAKE_PIPELINE), *args])]
 
 
 @pytest.fixture

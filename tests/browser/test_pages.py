@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, GRACE, Server, fake_pipeline, sync_api, wait_until
+from tests.browser.conftest import ARTIFACTS, GRACE, Server, sync_api, wait_until
 from tests.helpers.audio import SPEECH_CLIP
+from tests.helpers.fake import fake_pipeline_args
 from tests.helpers.procs import alive_in_group
 
 expect = sync_api.expect
 pytestmark = pytest.mark.browser
 
 # Long enough never to finish during a test; each iteration prints a line and a progress line.
-LONG_JOB = fake_pipeline("--lines", "100000", "--interval", "0.02", "--segments", "20000")
+LONG_JOB = fake_pipeline_args("--lines", "100000", "--interval", "0.02", "--segments", "20000")
 JOB_URL = re.compile(r"/jobs/(\d+)$")
 
 # Records, for each log line the page adds, the status badge shown at that moment.
@@ -225,7 +226,7 @@ def test_stop_asks_first_then_kills_the_group(start_server: Any, page: Any) -> N
 
 @pytest.mark.slow
 def test_keep_running_job_completes_after_its_page_closes(start_server: Any, context: Any) -> None:
-    server = start_server(*fake_pipeline("--lines", "300", "--interval", "0.02", "--segments", "5"))
+    server = start_server(*fake_pipeline_args("--lines", "300", "--interval", "0.02", "--segments", "5"))
     page = context.new_page()
     page.goto(server.url + "/")
     page.set_input_files("#file", SPEECH_CLIP)
@@ -399,7 +400,7 @@ def test_log_follows_pauses_on_scroll_up_and_jumps_back(start_server: Any, page:
 @pytest.mark.slow
 def test_flood_keeps_the_dom_bounded_and_numbers_honest(start_server: Any, page: Any) -> None:
     # 10,000 lines a second for 5 s: the page must stay responsive and hold a bounded log.
-    server = start_server(*fake_pipeline("--lines", "50000", "--rate", "10000", "--start-delay", "1"))
+    server = start_server(*fake_pipeline_args("--lines", "50000", "--rate", "10000", "--start-delay", "1"))
     job = server.upload(SPEECH_CLIP, on_disconnect="keep")
     page.goto(f"{server.url}/jobs/{job['id']}")
     wait_for_lines(page, 100)
@@ -434,7 +435,7 @@ def test_flood_keeps_the_dom_bounded_and_numbers_honest(start_server: Any, page:
 
 
 def test_finished_job_replay_says_which_lines_it_skipped(start_server: Any, page: Any) -> None:
-    server = start_server(*fake_pipeline("--lines", "1500", "--interval", "0", "--segments", "3"))
+    server = start_server(*fake_pipeline_args("--lines", "1500", "--interval", "0", "--segments", "3"))
     job = server.upload(SPEECH_CLIP, on_disconnect="keep")
     assert server.wait_final(job["id"], 30)["status"] == "completed"
     page.goto(f"{server.url}/jobs/{job['id']}")
@@ -456,7 +457,7 @@ def test_finished_job_replay_says_which_lines_it_skipped(start_server: Any, page
 
 def test_failed_job_states_the_error(start_server: Any, page: Any) -> None:
     server = start_server(
-        *fake_pipeline("--lines", "20", "--fail-message", "model tiny.xx not found", "--exit-code", "3")
+        *fake_pipeline_args("--lines", "20", "--fail-message", "model tiny.xx not found", "--exit-code", "3")
     )
     job = server.upload(SPEECH_CLIP)
     page.goto(f"{server.url}/jobs/{job['id']}")
@@ -549,7 +550,7 @@ def test_too_big_file_is_refused_before_uploading(start_server: Any, page: Any) 
 
 
 # Long lines of varying length that wrap, several to a line at 375 px (issue #14).
-WRAPPING_JOB = fake_pipeline(
+WRAPPING_JOB = fake_pipeline_args(
     "--lines", "100000", "--interval", "0.02", "--segments", "20000", "--line-words", "40"
 )
 # Every frame from the page's start: how far the log panel is from its end, and whether

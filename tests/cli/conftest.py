@@ -7,8 +7,6 @@ what a person would see (stdout, stderr, exit code).
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import subprocess
 import sys
 import urllib.error
@@ -20,23 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.audio import FAKE_PIPELINE, REPO, tone_wav
+from tests.helpers.audio import REPO
+from tests.helpers.env import clean_env
+from tests.helpers.fake import fake_command_line
 from tests.helpers.server_proc import free_port, multipart
 from tests.helpers.server_proc import wait_for as wait_until
 
 GRACE = 1.0  # --disconnect-grace and --kill-grace of every server started here
 FINAL = ("completed", "failed", "cancelled")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without TRANSCRIPTOR_* settings that would leak into a test."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCRIPTOR_")}
-    env.update(extra)
-    return env
-
-
-def fake_pipeline(*args: str) -> str:
-    return shlex.join([sys.executable, str(FAKE_PIPELINE), *args])
 
 
 @dataclass
@@ -153,7 +142,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
     def start(*fake_flags: str, token: str | None = None) -> Server:
-        command = fake_pipeline(*(fake_flags or ("--lines", "200", "--interval", "0.02")))
+        command = fake_command_line(*(fake_flags or ("--lines", "200", "--interval", "0.02")))
         server = Server(tmp_path / f"data{len(servers)}", ["--pipeline-command", command], token=token)
         servers.append(server)
         return server.start()
@@ -161,11 +150,6 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
-
-
-@pytest.fixture
-def tone(tmp_path: Path) -> Path:
-    return tone_wav(tmp_path / "tone.wav")
 
 
 def cli(

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import clean_env, cli, free_port, wait_until
+from tests.cli.conftest import cli, free_port, wait_until
 from tests.helpers.audio import REPO
+from tests.helpers.env import clean_env
 
 COMMANDS = [
     ["serve"], ["transcribe"], ["jobs"], ["ps"], ["logs"], ["stop"], ["cleanup"],

@@ -7,7 +7,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.cli.conftest import Server, clean_env, cli, start_cli, wait_until
+from tests.cli.conftest import Server, cli, start_cli, wait_until
+from tests.helpers.env import clean_env
 from tests.helpers.procs import is_alive
 
 StartServer = Callable[..., Server]

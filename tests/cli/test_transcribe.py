@@ -14,13 +14,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.cli.conftest import clean_env, cli, fake_pipeline, start_cli, wait_until
-from tests.helpers.audio import FAKE_PIPELINE, JFK, REPO, SPEECH_CLIP
+from tests.cli.conftest import cli, start_cli, wait_until
+from tests.helpers.audio import JFK, REPO, SPEECH_CLIP
+from tests.helpers.env import clean_env
+from tests.helpers.fake import fake_command, fake_command_line
 from tests.helpers.procs import is_alive
 
 
 def fake_env(*flags: str) -> dict[str, str]:
-    return clean_env(TRANSCRIPTOR_PIPELINE_COMMAND=fake_pipeline(*flags))
+    return clean_env(TRANSCRIPTOR_PIPELINE_COMMAND=fake_command_line(*flags))
 
 
 def test_piped_output_is_the_pipelines_own(tone: Path, tmp_path: Path) -> None:
@@ -28,7 +30,7 @@ def test_piped_output_is_the_pipelines_own(tone: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     result = cli("transcribe", str(tone), "--out-dir", str(out_dir), env=fake_env(*flags))
     direct = subprocess.run(
-        [sys.executable, str(FAKE_PIPELINE), str(tone), "--out-dir", str(tmp_path / "direct"), *flags],
+        fake_command(str(tone), "--out-dir", str(tmp_path / "direct"), *flags),
         capture_output=True,
         text=True,
         check=True,

@@ -10,7 +10,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SPEECH_CLIP = REPO / "tests" / "fixtures" / "speech.ogg"
 JFK = REPO.parent / "shared" / "audio" / "jfk.flac"
-FAKE_PIPELINE = REPO / "tests" / "fixtures" / "fake_pipeline.py"
 
 
 def tone_wav(path: Path, seconds: float = 1.0, rate: int = 16000) -> Path:

@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import re
-import shlex
 import signal
 import socket
 import subprocess
@@ -31,7 +30,8 @@ from typing import Any
 
 import psutil
 
-from tests.helpers.audio import FAKE_PIPELINE, REPO
+from tests.helpers.audio import REPO
+from tests.helpers.env import clean_env
 
 STOP_TIMEOUT = 10.0
 START_TIMEOUT = 30.0
@@ -41,11 +41,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def fake_pipeline_args(*flags: str) -> list[str]:
-    """--pipeline-command for tests/fixtures/fake_pipeline.py with the given behaviour flags."""
-    return ["--pipeline-command", shlex.join([sys.executable, str(FAKE_PIPELINE), *flags])]
 
 
 def multipart(
@@ -184,9 +179,7 @@ class ServerProcess:
     def start(self, *, wait: bool = True) -> ServerProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self._run += 1
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCRIPTOR_")}
-        env.update(self.env or {})
-        env["PYTHONUNBUFFERED"] = "1"
+        env = clean_env(**{**(self.env or {}), "PYTHONUNBUFFERED": "1"})
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 self.argv(), cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err

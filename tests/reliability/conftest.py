@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.audio import REPO, tone_wav
-from tests.helpers.server_proc import ServerProcess, fake_pipeline_args
+from tests.helpers.audio import REPO
+from tests.helpers.fake import fake_pipeline_args
+from tests.helpers.server_proc import ServerProcess
 
 PIPELINE_BY_MODEL = Path(__file__).resolve().parent / "pipeline_by_model.py"
 RESULTS_PATH = REPO / "test-artifacts" / "reliability-results.json"
@@ -67,11 +68,6 @@ def behaviours(tmp_path: Path) -> Callable[..., list[str]]:
         return ["--pipeline-command", shlex.join(command)]
 
     return make
-
-
-@pytest.fixture
-def tone(tmp_path: Path) -> Path:
-    return tone_wav(tmp_path / "tone.wav")
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ import aiohttp
 import psutil
 import pytest
 
+from tests.helpers.audio import REPO
 from tests.helpers.cgroups import require_cgroups
+from tests.helpers.env import clean_env
 from tests.helpers.server_proc import ServerProcess, wait_for
 
 DAEMON_SECONDS = 120  # the daemon's own end, should it escape
@@ -116,11 +118,10 @@ def test_cleanup_kills_the_daemon_by_its_cgroup_after_a_server_sigkill(start_ser
     server.sigkill()
     assert is_alive(pid), "expected the daemon to outlive the server (else this proves nothing)"
     # From another folder: the command finds the job's cgroup by the install's name.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCRIPTOR_")}
     result = subprocess.run(
         [sys.executable, "-m", "server.cli", "cleanup", "--data-dir", str(server.data_dir),
          "--timeout", "0"],
-        cwd=tmp_path, env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        cwd=tmp_path, env=clean_env(PYTHONPATH=str(REPO)),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
