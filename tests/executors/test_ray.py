@@ -17,10 +17,10 @@ from server.config import Config
 from server.executors.base import job_marker
 from server.procs.identity import marker_carriers
 from tests.executors.conftest import require_ray
+from tests.helpers.app_api import upload, wait_for_line, wait_status
 from tests.helpers.fake import fake_command, fake_pipeline_args
 from tests.helpers.server_proc import ServerProcess, free_port, wait_for
-from tests.jobs.test_jobs import upload, wait_for_line, wait_status
-from tests.web.wsclient import collect_until, is_final_status
+from tests.helpers.wsclient import collect_until, is_final_status
 
 pytestmark = pytest.mark.slow
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import psutil
 
@@ -33,6 +34,14 @@ def alive_with_env(marker_name: str, marker_value: str) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
+
+
+def daemon_pid(pidfile: Path) -> int | None:
+    """The pid a daemon child wrote to `pidfile`, or None until it has."""
+    try:
+        return int(pidfile.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def is_alive(pid: int) -> bool:

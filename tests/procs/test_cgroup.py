@@ -19,7 +19,7 @@ from server.executors.local import LocalExecutor, containment
 from server.procs.cgroup import Cgroups, CgroupUnavailable, mounts, own_cgroups, setup
 from tests.helpers.cgroups import require_cgroups
 from tests.helpers.children import script
-from tests.helpers.procs import is_alive
+from tests.helpers.procs import daemon_pid, is_alive
 
 DAEMON_SECONDS = 30.0  # the daemon's own end, should it escape
 
@@ -64,13 +64,6 @@ async def finish(executor: LocalExecutor, handle: JobHandle) -> int:
     code = await executor.wait(handle)
     executor.release(handle)
     return code
-
-
-def daemon_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 async def test_the_daemon_that_sheds_every_trace_dies_with_a_stop(cgroups: Cgroups, tmp_path: Path) -> None:
@@ -195,7 +188,7 @@ async def test_the_sweep_leaves_a_job_that_started_after_the_rows_were_read(
     job's cgroup was swept as a leftover and the job killed."""
     from server.jobs.orphans import OrphanReaper
     from server.store import Store
-    from tests.store.util import job_args
+    from tests.helpers.store_rows import job_args
 
     store = await Store.open(tmp_path / "t.db")
     executor = executor_for(cgroups)

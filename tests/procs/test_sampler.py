@@ -12,9 +12,8 @@ from server.manager import ProcessManager
 from server.procs.kill import Target, kill_tree
 from server.procs.sampler import TreeSampler
 from server.store import Store
-from tests.procs.conftest import Spawner, read_until
-from tests.procs.test_kill import exited
-from tests.store.util import job_args
+from tests.helpers.spawned import Spawner, exited, read_until
+from tests.helpers.store_rows import job_args
 
 KEYS = {"running", "pid", "cpu_percent", "memory_mb", "elapsed_seconds", "num_processes"}
 

@@ -17,6 +17,7 @@ import pytest
 from tests.helpers.audio import REPO
 from tests.helpers.cgroups import require_cgroups
 from tests.helpers.env import clean_env
+from tests.helpers.procs import daemon_pid, is_alive
 from tests.helpers.server_proc import ServerProcess, wait_for
 
 DAEMON_SECONDS = 120  # the daemon's own end, should it escape
@@ -35,20 +36,6 @@ def cgroup_parent(server: ServerProcess) -> Path:
         return Path(match.group(1)) if match else None
 
     return Path(wait_for(announced, 10, "the containment log line"))
-
-
-def daemon_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def daemon_job(start_server, tone, tmp_path: Path, *args: str, on_disconnect: str = "keep"):  # type: ignore[no-untyped-def]

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from server.store.migrate import SCHEMA_VERSION
+from tests.helpers.legacy_db import make_legacy_db
 from tests.helpers.server_proc import ServerProcess, multipart, wait_for
-from tests.store.legacy import make_legacy_db
 
 CONCURRENT = 50
 
