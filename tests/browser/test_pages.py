@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, GRACE, Server, sync_api, wait_until
+from tests.browser.conftest import ARTIFACTS, sync_api
 from tests.helpers.audio import SPEECH_CLIP
 from tests.helpers.fake import fake_pipeline_args
 from tests.helpers.procs import alive_in_group
+from tests.helpers.server_proc import GRACE, ServerProcess
+from tests.helpers.waiting import wait_for
 
 expect = sync_api.expect
 pytestmark = pytest.mark.browser
@@ -43,7 +45,7 @@ def log_seqs(page: Any) -> list[int]:
 
 def wait_for_lines(page: Any, count: int, timeout: float = 20) -> list[int]:
     return list(
-        wait_until(lambda: (s := log_seqs(page)) and len(s) >= count and s, timeout, f"{count} log lines")
+        wait_for(lambda: (s := log_seqs(page)) and len(s) >= count and s, timeout, f"{count} log lines")
     )
 
 
@@ -80,7 +82,7 @@ def job_id_of(page: Any) -> int:
     return int(match.group(1))
 
 
-def open_running_job(page: Any, server: Server, **fields: str) -> tuple[int, int]:
+def open_running_job(page: Any, server: ServerProcess, **fields: str) -> tuple[int, int]:
     """Upload through the API, open the job page, and wait until it streams: (job id, pgid)."""
     job = server.upload(SPEECH_CLIP, **fields)
     page.goto(f"{server.url}/jobs/{job['id']}")
@@ -94,7 +96,7 @@ def open_running_job(page: Any, server: Server, **fields: str) -> tuple[int, int
 def wait_group_gone(pgid: int, timeout: float) -> float:
     """Seconds until no live process is left in the group; fails after `timeout`."""
     started = time.monotonic()
-    wait_until(lambda: not alive_in_group(pgid), timeout, f"process group {pgid} to die", 0.05)
+    wait_for(lambda: not alive_in_group(pgid), timeout, f"process group {pgid} to die", 0.05)
     return time.monotonic() - started
 
 
@@ -159,7 +161,7 @@ def test_reload_keeps_the_job_and_the_line_numbers(start_server: Any, page: Any)
     assert_consecutive_from_one(before)
 
     page.reload()
-    after = wait_until(
+    after = wait_for(
         lambda: (s := log_seqs(page)) and s[-1] > before[-1] + 40 and s,
         20,
         "the log to continue after the reload",
@@ -240,7 +242,7 @@ def test_keep_running_job_completes_after_its_page_closes(start_server: Any, con
 
     page.close()
     # The page's disconnect grace runs out, and the server leaves the kept job alone.
-    wait_until(lambda: server.get("/api/health")["graces_expired"] == 1, 30, "the grace to run out")
+    wait_for(lambda: server.get_json("/api/health")["graces_expired"] == 1, 30, "the grace to run out")
     assert server.job(job_id)["status"] == "running", "the job should outlive its page"
     assert server.wait_final(job_id, 30)["status"] == "completed"
 
@@ -289,7 +291,7 @@ def test_jobs_table_updates_live_with_queue_positions(start_server: Any, page: A
     # Newest first, and each row links to its job.
     expect(page.locator("#jobs-body tr").first).to_have_attribute("data-job-id", str(second["id"]))
     expect(row1.locator("a")).to_have_attribute("href", f"/jobs/{first['id']}")
-    wait_until(
+    wait_for(
         lambda: float(row1.locator("progress").evaluate("e => e.value")) > 0.001, 15, "progress to move"
     )
     expect(row1.locator(".runtime")).not_to_have_text("–")
@@ -377,7 +379,7 @@ def test_log_follows_pauses_on_scroll_up_and_jumps_back(start_server: Any, page:
     open_running_job(page, server)
     log = page.locator("#log")
     at_bottom = "e => e.scrollHeight - e.scrollTop - e.clientHeight < 4"
-    wait_until(lambda: log.evaluate("e => e.scrollHeight > e.clientHeight * 2"), 20, "the log to overflow")
+    wait_for(lambda: log.evaluate("e => e.scrollHeight > e.clientHeight * 2"), 20, "the log to overflow")
     assert log.evaluate(at_bottom), "the log should follow the end"
     expect(page.locator("#jump-end")).to_be_hidden()
 
@@ -429,7 +431,7 @@ def test_flood_keeps_the_dom_bounded_and_numbers_honest(start_server: Any, page:
         if previous is not None:
             assert item == previous + 1, f"{previous} -> {item} without a gap note"
         previous = item
-    total = server.get(f"/api/jobs/{job['id']}/logs?lines=1")
+    total = server.get_json(f"/api/jobs/{job['id']}/logs?lines=1")
     assert total["lines"], "the log file has lines"
     expect(page.locator("#log-count")).to_contain_text("shown")
 
@@ -447,7 +449,7 @@ def test_finished_job_replay_says_which_lines_it_skipped(start_server: Any, page
         gap.locator("a").click()
     total = len(Path(download.value.path()).read_text().splitlines())
     # The replay is drawn a few hundred lines per frame; wait for the last one.
-    seqs = wait_until(lambda: (s := log_seqs(page)) and s[-1] == total and s, 10, "the last line")
+    seqs = wait_for(lambda: (s := log_seqs(page)) and s[-1] == total and s, 10, "the last line")
     assert seqs == list(range(seqs[0], total + 1)) and seqs[0] > 1
     missed = int(gap.inner_text().split()[0])
     assert missed == seqs[0] - 1
@@ -473,12 +475,12 @@ def test_metrics_charts_start_from_the_history(start_server: Any, page: Any) -> 
     server = start_server(*LONG_JOB, "--metrics-interval", "0.25", "--heartbeat-interval", "0.25")
     job = server.upload(SPEECH_CLIP)
     pgid = server.wait_running(job["id"])["process_id"]
-    wait_until(lambda: len(server.get(f"/api/jobs/{job['id']}/metrics")["metrics"]) >= 4, 10, "samples")
+    wait_for(lambda: len(server.get_json(f"/api/jobs/{job['id']}/metrics")["metrics"]) >= 4, 10, "samples")
     page.goto(f"{server.url}/jobs/{job['id']}")
     expect(page.locator("#m-pid")).to_have_text(str(pgid), timeout=5_000)
     samples = page.evaluate("window.transcriptorJob.cpuChart.values.length")
     assert samples >= 4, "the chart should be seeded from the metrics history"
-    wait_until(
+    wait_for(
         lambda: page.evaluate("window.transcriptorJob.memChart.values.length") > samples + 2,
         5,
         "live samples to be appended",

@@ -14,11 +14,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.cli.conftest import cli, start_cli, wait_until
 from tests.helpers.audio import JFK, REPO, SPEECH_CLIP
+from tests.helpers.cli_proc import cli, start_cli
 from tests.helpers.env import clean_env
 from tests.helpers.fake import fake_command, fake_command_line
 from tests.helpers.procs import is_alive
+from tests.helpers.waiting import wait_for
 
 
 def fake_env(*flags: str) -> dict[str, str]:
@@ -126,7 +127,7 @@ def test_ctrl_c_stops_the_pipeline_and_everything_it_started(tone: Path, tmp_pat
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert first.startswith("started 2 helper processes"), first
-    started = wait_until(lambda: len(descendants(proc.pid)) >= 3 and descendants(proc.pid), 10, "helpers")
+    started = wait_for(lambda: len(descendants(proc.pid)) >= 3 and descendants(proc.pid), 10, "helpers")
     proc.send_signal(signal.SIGINT)  # our own CLI process, as Ctrl-C would
     try:
         _, stderr = proc.communicate(timeout=20)
@@ -137,7 +138,7 @@ def test_ctrl_c_stops_the_pipeline_and_everything_it_started(tone: Path, tmp_pat
     code = proc.returncode
     assert code == 130, stderr
     assert "stopping" in stderr
-    assert wait_until(lambda: not any(is_alive(p.pid) for p in started), 5, "every child to be gone")
+    assert wait_for(lambda: not any(is_alive(p.pid) for p in started), 5, "every child to be gone")
 
 
 @pytest.mark.slow
@@ -180,4 +181,4 @@ def test_ctrl_c_stops_the_real_pipeline_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 130, out + stderr
     assert "stopped by SIGINT" in out
     assert (tmp_path / "transcript.partial.json").is_file()
-    assert wait_until(lambda: not any(is_alive(p.pid) for p in started), 5, "every child to be gone")
+    assert wait_for(lambda: not any(is_alive(p.pid) for p in started), 5, "every child to be gone")

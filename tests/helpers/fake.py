@@ -3,8 +3,10 @@ three shapes the tests hand it over (argv, one shell-quoted line, the server's f
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
+from collections.abc import Iterable
 
 from tests.helpers.audio import REPO
 
@@ -25,3 +27,12 @@ def fake_command_line(*flags: str) -> str:
 def fake_pipeline_args(*flags: str) -> list[str]:
     """Server arguments that run the fake pipeline with the given behaviour flags."""
     return ["--pipeline-command", fake_command_line(*flags)]
+
+
+def helper_pids(lines: Iterable[str]) -> list[int]:
+    """Pids the fake pipeline announces in its `started N helper processes: [...]` line."""
+    for line in lines:
+        match = re.search(r"helper processes: \[([0-9, ]*)\]", line)
+        if match:
+            return [int(p) for p in match.group(1).split(",") if p.strip()]
+    return []

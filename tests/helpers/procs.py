@@ -58,3 +58,25 @@ def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:  # ty
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def proc_key(proc: psutil.Process) -> tuple[int, float]:
+    """(pid, create_time): a process's identity, so a reused pid is never mistaken for it."""
+    return proc.pid, proc.create_time()
+
+
+def alive(key: tuple[int, float]) -> bool:
+    """True while the process (pid, create_time) exists and is not a zombie."""
+    pid, created = key
+    try:
+        proc = psutil.Process(pid)
+        return proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def proc_key_safe(proc: psutil.Process) -> tuple[int, float]:
+    try:
+        return proc_key(proc)
+    except psutil.Error:
+        return proc.pid, -1.0

@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers.audio import REPO
 from tests.helpers.fake import fake_pipeline_args
-from tests.helpers.server_proc import ServerProcess
+from tests.helpers.server_proc import ServerProcess, stop_all
 
 PIPELINE_BY_MODEL = Path(__file__).resolve().parent / "pipeline_by_model.py"
 RESULTS_PATH = REPO / "test-artifacts" / "reliability-results.json"
@@ -48,13 +48,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         return server.start(wait=wait)
 
     yield start
-    failures = []
-    for server in servers:
-        try:
-            server.stop()
-        except AssertionError as error:
-            failures.append(str(error))
-    assert not failures, "\n".join(failures)
+    stop_all(servers)
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from tests.helpers.audio import REPO
 from tests.helpers.cgroups import require_cgroups
 from tests.helpers.env import clean_env
 from tests.helpers.procs import daemon_pid, is_alive
-from tests.helpers.server_proc import ServerProcess, wait_for
+from tests.helpers.server_proc import ServerProcess
+from tests.helpers.waiting import wait_for
 
 DAEMON_SECONDS = 120  # the daemon's own end, should it escape
 
