@@ -23,10 +23,9 @@ from server.executors.local import LocalExecutor
 from server.executors.standby import StandbyExecutor
 from server.procs.identity import MARKER_ENV
 from tests.helpers.app_api import upload, wait_status
-from tests.helpers.audio import SPEECH_CLIP
+from tests.helpers.audio import FIXTURE_SENTENCE, SPEECH_CLIP, repeated_speech
 from tests.helpers.health import health
 from tests.helpers.procs import alive_in_group
-from tests.pipeline.conftest import FIXTURE_SENTENCE, repeated_speech
 
 pytestmark = pytest.mark.slow
 
