@@ -90,8 +90,8 @@ async def _next_part(reader: MultipartReader) -> MultipartReader | BodyPartReade
 class UploadReceiver:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.max_bytes = int(config.max_upload_mb * 1024 * 1024)
-        self.reserve_bytes = int(config.disk_reserve_mb * 1024 * 1024)
+        self.max_bytes = config.max_upload_bytes
+        self.reserve_bytes = config.disk_reserve_bytes
 
     def _check_room(self, incoming: int) -> None:
         free = free_bytes(self.config.uploads_dir)
@@ -99,7 +99,7 @@ class UploadReceiver:
             raise ApiError(
                 507,
                 "not enough disk space for this upload "
-                f"({free // 2**20} MB free, {self.reserve_bytes // 2**20} MB must stay free)",
+                f"({free // 2**20} MiB free, {self.reserve_bytes // 2**20} MiB must stay free)",
             )
 
     async def receive(self, request: web.Request) -> Upload:
@@ -207,4 +207,4 @@ class UploadReceiver:
         return Upload(path=path, filename=filename, size=size)
 
     def _too_big(self) -> ApiError:
-        return ApiError(413, f"file is larger than the {self.config.max_upload_mb:g} MB limit")
+        return ApiError(413, f"file is larger than the {self.config.max_upload_mb:g} MiB limit")
