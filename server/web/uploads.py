@@ -143,7 +143,7 @@ class UploadReceiver:
                     # Repeated names (OpenAI's timestamp_granularities[]) keep every value.
                     all_fields.setdefault(part.name, []).append(fields[part.name])
             if upload is None:
-                raise ApiError(400, "missing 'file' field: attach the audio as 'file'")
+                raise ApiError(400, "missing 'file' field: attach the audio as 'file'", param="file")
             upload.fields = fields
             upload.all_fields = all_fields
             try:
@@ -151,7 +151,7 @@ class UploadReceiver:
             except ProbeError as error:
                 # The message names the file by path; a client only knows the name it sent.
                 message = str(error).replace(str(upload.path), repr(upload.filename))
-                raise ApiError(422, message) from None
+                raise ApiError(422, message, param="file") from None
         except BaseException:
             if upload is not None:
                 upload.discard()
@@ -202,9 +202,9 @@ class UploadReceiver:
             raise
         if size == 0:
             partial.unlink(missing_ok=True)
-            raise ApiError(422, "file is empty")
+            raise ApiError(422, "file is empty", param="file")
         partial.replace(path)
         return Upload(path=path, filename=filename, size=size)
 
     def _too_big(self) -> ApiError:
-        return ApiError(413, f"file is larger than the {self.config.max_upload_mb:g} MiB limit")
+        return ApiError(413, f"file is larger than the {self.config.max_upload_mb:g} MiB limit", param="file")
