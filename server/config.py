@@ -3,7 +3,7 @@
 The table is the `Config` dataclass: each field's type says how its flag and its
 TRANSCRIPTOR_<NAME> variable are parsed (a bool reads "false" as false), its metadata
 holds the help and any bounds. `build_parser` and `config_from` are fed from it, and a
-test checks that the README documents every row.
+test checks that docs/settings.md documents every row.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ def settings_table() -> list[Setting]:
 
 
 def documented_settings() -> list[tuple[str, str, str, str]]:
-    """(flag, environment variable, default, help) for each setting, for --help and the README."""
+    """(flag, environment variable, default, help) for each setting, for --help and docs/settings.md."""
     return [
         (row.flag, row.env, "(computed)" if row.default is MISSING else str(row.default), row.help)
         for row in settings_table()

@@ -127,7 +127,7 @@ def parse_request(upload: Upload, models: dict[str, str], request: web.Request) 
     if stream:
         # Batched decoding releases segments 8 windows at a time; a stream wants each one.
         # Batch size 1 keeps the batched pipeline's speed (sequential decoding measured 5×
-        # slower, and no earlier first text); see README, "OpenAI-compatible API".
+        # slower, and no earlier first text); see docs/openai.md, "Streaming".
         options["batch_size"] = 1
     return TranscriptionRequest(model, response_format, stream, words, options)
 
