@@ -196,11 +196,11 @@ class StandbyExecutor(LocalExecutor):
                 await process.wait()
 
     def status(self) -> dict[str, Any]:
-        """How many standbys wait and warm; memory_mb needs `sample_memory`."""
+        """How many standbys wait and warm; memory_mb needs `memory_bytes`."""
         ready = sum(1 for s in self._standbys if s.ready)
         return {"ready": ready, "warming": len(self._standbys) - ready}
 
-    async def sample_memory(self) -> int:
+    async def memory_bytes(self) -> int:
         """Bytes held by the standbys not yet taken (leader and loaded worker)."""
         pids = [s.pid for s in self._standbys]
         samples = await asyncio.to_thread(self._memory.sample_many, pids)
@@ -365,4 +365,4 @@ async def standby_status(executor: Executor) -> dict[str, Any] | None:
     """For /api/health and the home page: None when this server keeps no standbys."""
     if not isinstance(executor, StandbyExecutor):
         return None
-    return {**executor.status(), "memory_mb": round(await executor.sample_memory() / MIB, 1)}
+    return {**executor.status(), "memory_mb": round(await executor.memory_bytes() / MIB, 1)}
