@@ -485,7 +485,7 @@ def test_metrics_charts_start_from_the_history(start_server: Any, page: Any) -> 
         5,
         "live samples to be appended",
     )
-    expect(page.locator("#m-mem")).to_have_text(re.compile(r"^\d+ MB$"))
+    expect(page.locator("#m-mem")).to_have_text(re.compile(r"^\d+ MiB$"))
     expect(page.locator("#m-procs")).to_have_text(re.compile(r"^\d+$"))
 
 

@@ -34,7 +34,7 @@ def test_jobs_table_json_and_stop(start_server: StartServer, tone: Path) -> None
     assert running[1:3] == ["tone.wav", "running"]
     assert running[3].endswith("%") and running[4] == str(pid) and running[5] == "running"
     float(running[6])
-    assert running[8] == "MB" and float(running[7]) > 0
+    assert running[8] == "MiB" and float(running[7]) > 0
     ended = next(r.split() for r in rows if r.split()[0] == str(done["id"]))
     assert ended[1:3] == ["tone.wav", "cancelled"] and ended[4:] == ["-", "-", "-", "-"]
 

@@ -128,7 +128,7 @@ def test_a_memory_hog_is_capped_and_its_neighbour_completes(start_server, tone, 
     hog = server.upload(tone, model="hog", on_disconnect="keep")
     failed = server.wait_final(hog["id"], timeout=60)
     assert failed["status"] == "failed", failed
-    assert "memory limit of 64 MB" in failed["error_message"], failed
+    assert "memory limit of 64 MiB" in failed["error_message"], failed
     done = server.wait_final(calm["id"], timeout=60)
     assert done["status"] == "completed", done
     assert server.get_json("/api/health")["status"] == "ok"
