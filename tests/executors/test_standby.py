@@ -16,7 +16,6 @@ import aiohttp
 import psutil
 import pytest
 
-from pipeline.wer import wer
 from server import keys
 from server.app import create_app
 from server.config import Config
@@ -25,6 +24,7 @@ from server.executors.standby import StandbyExecutor
 from server.procs.identity import MARKER_ENV
 from tests.helpers.audio import SPEECH_CLIP
 from tests.helpers.procs import alive_in_group
+from tests.helpers.wer import wer
 from tests.jobs.test_jobs import upload as upload_bytes
 from tests.jobs.test_jobs import wait_status
 from tests.pipeline.conftest import FIXTURE_SENTENCE, repeated_speech
