@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.protocol import STANDBY_READY
-from pipeline.wer import wer
 from tests.helpers.audio import FIXTURE_SENTENCE
 from tests.helpers.procs import alive_in_group, wait_until
+from tests.helpers.wer import wer
 
 from .conftest import FIXTURE, REPO, pipeline_env
 

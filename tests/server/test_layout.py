@@ -79,3 +79,59 @@ def test_status_strings_are_spelled_only_in_jobs_state():
             if '"gone"' in line:
                 continue  # cli/jobs names a process's state (running, gone, starting)
             assert not quoted.findall(line), (path, line)
+
+
+def _pipeline_imports(path: Path) -> set[str]:
+    """The pipeline modules `path` imports at run time, inside functions too, but not
+    under `if TYPE_CHECKING:`."""
+    import ast
+
+    def walk(node: ast.AST) -> list[ast.AST]:
+        found: list[ast.AST] = []
+        for child in ast.iter_child_nodes(node):
+            test = child.test if isinstance(child, ast.If) else None
+            if isinstance(test, ast.Name | ast.Attribute) and "TYPE_CHECKING" in ast.unparse(test):
+                found += [n for orelse in child.orelse for n in [orelse, *walk(orelse)]]
+                continue
+            found += [child, *walk(child)]
+        return found
+
+    names: set[str] = set()
+    for node in walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            # `from pipeline import audio` imports the module pipeline.audio
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {n for n in names if n.startswith("pipeline.")}
+
+
+def test_pipeline_has_no_import_cycles_and_nothing_imports_its_main():
+    modules = {f"pipeline.{p.stem}": p for p in (REPO / "pipeline").glob("*.py")}
+    graph = {name: _pipeline_imports(path) & modules.keys() for name, path in modules.items()}
+    graph = {name: deps - {name} for name, deps in graph.items()}
+    importers = [
+        str(p.relative_to(REPO))
+        for folder in ("server", "pipeline", "tests", "benchmarks")
+        for p in (REPO / folder).rglob("*.py")
+        if p.parent.name != "__pycache__" and "pipeline.__main__" in _pipeline_imports(p)
+    ]
+    assert not importers, importers
+    # Depth-first search; a module met again while still on the path closes a cycle.
+    cycles: list[list[str]] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = "open"
+        for dep in sorted(graph[name]):
+            if state.get(dep) == "open":
+                cycles.append([*path[path.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, [*path, dep])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, cycles
