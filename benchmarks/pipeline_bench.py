@@ -37,9 +37,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pipeline.settings import DEFAULT_BATCH_SIZE, DEFAULT_BEAM_SIZE, usable_cores  # noqa: E402
-from tests.helpers.wer import wer  # noqa: E402
 from tests.helpers.audio import FIXTURE_SENTENCE, JFK, JFK_SENTENCE  # noqa: E402
 from tests.helpers.audio import SPEECH_CLIP as FIXTURE  # noqa: E402
+from tests.helpers.wer import wer  # noqa: E402
 
 GAP_SECONDS = 0.8
 COMPUTE_TYPE = "int8"  # what the pipeline's "auto" picks on CPU

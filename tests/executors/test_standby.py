@@ -25,13 +25,7 @@ from tests.helpers.app_api import upload, wait_status
 from tests.helpers.audio import FIXTURE_SENTENCE, SPEECH_CLIP, repeated_speech
 from tests.helpers.health import health
 from tests.helpers.procs import alive_in_group
-<<<<<<< HEAD
-=======
 from tests.helpers.wer import wer
-from tests.jobs.test_jobs import upload as upload_bytes
-from tests.jobs.test_jobs import wait_status
-from tests.pipeline.conftest import FIXTURE_SENTENCE, repeated_speech
->>>>>>> 510dabb
 
 pytestmark = pytest.mark.slow
 

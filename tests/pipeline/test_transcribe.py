@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.protocol import Progress, Segment, parse_line
-from tests.helpers.wer import edit_distance, wer, words
 from tests.helpers.audio import FIXTURE_SENTENCE, JFK, JFK_SENTENCE, repeated_speech
+from tests.helpers.wer import edit_distance, wer, words
 
 from .conftest import FIXTURE, run_pipeline
 
