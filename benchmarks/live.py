@@ -31,8 +31,8 @@ from benchmarks import heldout
 from benchmarks.client import BenchServer
 from benchmarks.common import Row, median, p99, percentile, run_async, run_script
 from benchmarks.warm_start import standby_ready, text_of
-from pipeline.wer import wer
 from tests.helpers.speech import speak
+from tests.helpers.wer import wer
 
 RATE = 24000
 FRAME_SECONDS = 0.04

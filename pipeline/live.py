@@ -34,8 +34,8 @@ import numpy as np
 from pipeline import settings as defaults
 from pipeline.formats import FORMATS, write_transcript
 from pipeline.live_audio import Resampler, TurnDetection
-from pipeline.live_decode import LiveWindow
 from pipeline.live_session import LiveSession
+from pipeline.messages import DecodeUtterance, Failed, Loaded, UtteranceText
 from pipeline.protocol import format_segment
 from pipeline.settings import Settings
 from pipeline.transcript import Segment
@@ -108,13 +108,13 @@ class Decoder:
 
     def __call__(self, samples: np.ndarray, final: bool) -> str:
         beam = self.beam_size if final else 1
-        self.warm.connection.send(LiveWindow(samples, self.language, beam, self.prompt))
-        while True:
+        self.warm.connection.send(DecodeUtterance(samples, self.language, beam, self.prompt))
+        while True:  # warnings the worker forwards are not this decode's answer
             event = self.warm.connection.recv()
-            if event[0] == "live":
-                return str(event[2])
-            if event[0] == "failed":
-                raise RuntimeError(event[2])
+            if isinstance(event, UtteranceText):
+                return event.text
+            if isinstance(event, Failed):
+                raise RuntimeError(event.error)
 
 
 def _worker(settings: Settings, standby: Standby | None, say: _Out) -> WarmWorker:
@@ -127,10 +127,12 @@ def _worker(settings: Settings, standby: Standby | None, say: _Out) -> WarmWorke
             return standby.warm
     process, connection = start_worker(multiprocessing.get_context("spawn"), 1, settings)
     event = connection.recv()
-    if event[0] != "loaded":
-        raise RuntimeError(f"the worker could not load the model: {event[2]}")
-    say(f"live: model loaded in {event[2]:.2f} s")
-    return WarmWorker(process, connection, settings, event[2])
+    while not isinstance(event, Loaded | Failed):
+        event = connection.recv()
+    if isinstance(event, Failed):
+        raise RuntimeError(f"the worker could not load the model: {event.error}")
+    say(f"live: model loaded in {event.seconds:.2f} s")
+    return WarmWorker(process, connection, settings, event.seconds)
 
 
 def _transcript_writer(out_dir: Path, language: str, say: _Out) -> Any:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from pipeline.messages import DecodeUtterance
 
 SAMPLE_RATE = 16000
 MIN_WINDOW_SECONDS = 8.0
@@ -24,16 +25,6 @@ TAIL_SECONDS = 2.0
 # models repeat themselves on a cut-off word, and a runaway decode would cost seconds.
 TOKENS_PER_SECOND = 7
 TOKENS_EXTRA = 12
-
-
-@dataclass(frozen=True)
-class LiveWindow:
-    """A worker task: decode `samples` (16 kHz float32) as one utterance."""
-
-    samples: Any  # np.ndarray
-    language: str | None
-    beam_size: int = 1
-    prompt: str | None = None
 
 
 def window_features(model: Any, samples: np.ndarray) -> np.ndarray:
@@ -46,7 +37,7 @@ def window_features(model: Any, samples: np.ndarray) -> np.ndarray:
     return features[:, : features.shape[1] // 2 * 2]
 
 
-def decode_window(model: Any, task: LiveWindow) -> tuple[str, float]:
+def decode_window(model: Any, task: DecodeUtterance) -> tuple[str, float]:
     """(text, seconds it took) of one utterance, greedy unless beam_size > 1."""
     from faster_whisper.tokenizer import Tokenizer
 
