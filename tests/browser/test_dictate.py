@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, sync_api, wait_until
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, sync_api
 from tests.helpers.procs import alive_in_group
 from tests.helpers.speech import speak
+from tests.helpers.waiting import wait_for
 
 expect = sync_api.expect
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -65,7 +66,7 @@ def test_dictated_speech_appears_and_closing_the_page_ends_the_job(
 
     page.close()
     began = time.monotonic()
-    wait_until(lambda: not alive_in_group(job["process_group_id"]), 5, "the session's processes to end")
+    wait_for(lambda: not alive_in_group(job["process_group_id"]), 5, "the session's processes to end")
     took = time.monotonic() - began
     ended = server.wait_final(job_id, 5)
     assert ended["status"] == "cancelled" and ended["cancel_reason"] == "client disconnected", ended
@@ -88,6 +89,5 @@ def test_stop_completes_the_job_and_keeps_its_transcript(start_server: Any, mic_
     assert ended["status"] == "completed", ended
     page.click("#dictate-job")
     expect(page.locator("#transcript")).to_contain_text("kitchen", ignore_case=True, timeout=10_000)
-    with server.open(f"/api/jobs/{job_id}/transcript.txt") as response:
-        assert "kitchen" in response.read().decode().lower()
+    assert "kitchen" in server.text(f"/api/jobs/{job_id}/transcript.txt").lower()
     context.close()
