@@ -63,7 +63,7 @@ def make_speech(directory: Path, utterances: int, offset: int = 0) -> Speech:
     for said in spoken:  # espeak pads its speech with quiet: find the sound itself
         piece = samples[int(said.start * RATE) : int(said.end * RATE)]
         loud = np.flatnonzero(np.abs(piece) > 0.02)
-        spans.append((said.start + loud[0] / RATE, said.start + loud[-1] / RATE))
+        spans.append((said.start + float(loud[0]) / RATE, said.start + float(loud[-1]) / RATE))
     return Speech(path, pcm, spans, " ".join(texts))
 
 
@@ -202,7 +202,7 @@ def _row(case: str, measured: str, values: list[float], goal: float, note: str =
     p90 = percentile(values, 90)
     return Row(
         "live dictation", case, measured, len(values), median(values), p99(values),
-        f"p90 ≤ {goal:g} s", p90 <= goal, f"p90 {p90:.2f} s" + (f"; {note}" if note else ""),
+        f"p90 ≤ {goal:g} s", bool(p90 <= goal), f"p90 {p90:.2f} s" + (f"; {note}" if note else ""),
     )  # fmt: skip
 
 
