@@ -181,9 +181,15 @@ def main(argv: Sequence[str], *, standby: Standby | None = None) -> int:
 
     try:
         model_path = resolve_model(args.model, allow_download=args.allow_download)
-        sock = _connect(args.address)
-    except (ModelError, OSError) as error:
+    except ModelError as error:
         say(f"error: {error}")
+        return EXIT_BAD_INPUT
+    try:
+        sock = _connect(args.address)
+    except OSError as error:
+        # A session's socket lives as long as its websocket: gone, the session is over
+        # (a live job left queued by a server that stopped ends here).
+        say(f"error: the live session's socket {args.address} is gone ({error.strerror or error})")
         return EXIT_BAD_INPUT
     language = None if args.language == "auto" else args.language
     settings = Settings(

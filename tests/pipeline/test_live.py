@@ -177,3 +177,18 @@ def _cpu(process: psutil.Process) -> float:
         times = each.cpu_times()
         total += times.user + times.system
     return total
+
+
+def test_a_session_whose_socket_is_gone_ends_at_once_with_one_error_line(tmp_path: Path):
+    argv = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        f"@gone-{uuid.uuid4().hex}",
+        "--live",
+        "--out-dir",
+        str(tmp_path),
+    ]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stdout.strip().startswith("error: the live session's socket @gone-")
