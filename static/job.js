@@ -288,7 +288,24 @@ function onLog(message) {
   const seq = Number(message.seq);
   if (!Number.isFinite(seq) || seq <= lastLogSeq) return; // already shown (replay overlap)
   lastLogSeq = seq;
-  queueLogItem([seq, String(message.line ?? "")]);
+  const line = String(message.line ?? "");
+  if (line.startsWith("[live] ")) onLiveLine(line);
+  queueLogItem([seq, line]);
+}
+
+// A live session's words as they are said, lighter, until its utterance's segment comes.
+const livePending = $("live-pending");
+
+function onLiveLine(line) {
+  let event;
+  try {
+    event = JSON.parse(line.slice(7));
+  } catch {
+    return;
+  }
+  if (event.event === "delta") livePending.textContent += event.delta;
+  else if (event.event === "completed") livePending.textContent = "";
+  livePending.hidden = !livePending.textContent || FINAL_STATES.has(job.status);
 }
 
 function onGap(message) {

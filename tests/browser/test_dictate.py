@@ -63,6 +63,12 @@ def test_dictated_speech_appears_and_closing_the_page_ends_the_job(
     final = page.locator("#dictate-text .utterance.final")
     expect(final.first).to_contain_text("kitchen", ignore_case=True, timeout=60_000)
     expect(page.locator("#dictate-stop")).to_be_visible()
+    job_page = context.new_page()  # the session's job page shows the text as it grows
+    job_page.goto(f"{server.url}/jobs/{job_id}")
+    expect(job_page.locator("#status-badge")).to_have_text("running")
+    expect(job_page.locator("#live-pending")).to_be_visible(timeout=30_000)
+    expect(job_page.locator("#transcript")).to_contain_text("kitchen", ignore_case=True, timeout=30_000)
+    job_page.close()
 
     page.close()
     began = time.monotonic()
