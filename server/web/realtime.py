@@ -126,10 +126,10 @@ class LiveSocket:
             return
         address = f"@transcriptor-live-{uuid.uuid4().hex}"
         server = await asyncio.start_unix_server(self._connected, path=_abstract(address))
-        job = await self._create_job(address)
-        channels = self.app[keys.CHANNELS]
-        channels.subscribe(self.job_id, self.follower)
         try:
+            job = await self._create_job(address)
+            channels = self.app[keys.CHANNELS]
+            channels.subscribe(self.job_id, self.follower)
             self.runner.submit(self.job_id, SOURCE)
             channels.publish_job(self.runner.view(job))
             session_id = f"sess_live_{self.job_id}"
@@ -141,8 +141,9 @@ class LiveSocket:
             await self._session(session_id)
         finally:
             server.close()
-            # Shielded: a handler cancelled by its lost connection must still end the job.
-            await asyncio.shield(self._end())
+            if self.job_id:
+                # Shielded: a handler cancelled by its lost connection must still end the job.
+                await asyncio.shield(self._end())
 
     async def _create_job(self, address: str) -> dict[str, Any]:
         config = self.config
