@@ -110,7 +110,8 @@ function renderStatus() {
   const stop = $("stop-button");
   stop.hidden = final;
   if (final) stop.disabled = true;
-  $("downloads").hidden = status !== "completed";
+  // A live session keeps what it transcribed however it ended (a closed tab cancels it).
+  $("downloads").hidden = !(status === "completed" || (final && job.source === "live"));
   renderEta();
 
   if (status === "completed" && !completedLoaded) {

@@ -203,7 +203,11 @@ async def transcript(request: web.Request) -> web.StreamResponse:
     kind = request.match_info["kind"]
     if kind not in TRANSCRIPT_TYPES:
         raise ApiError(404, f"no transcript format {kind[:10]!r}; use txt, srt, vtt or json")
-    if job["status"] != JobStatus.COMPLETED or not job.get("output_path"):
+    # A live session's transcript holds each utterance it finished, however it ended.
+    kept = job["status"] == JobStatus.COMPLETED or (
+        job["source"] == "live" and JobStatus(job["status"]).is_final
+    )
+    if not kept or not job.get("output_path"):
         raise ApiError(404, f"job {job['id']} has no transcript ({job['status']})")
     path = Path(job["output_path"]) / f"transcript.{kind}"
     if not path.is_file():

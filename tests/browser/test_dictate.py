@@ -77,6 +77,11 @@ def test_dictated_speech_appears_and_closing_the_page_ends_the_job(
     ended = server.wait_final(job_id, 5)
     assert ended["status"] == "cancelled" and ended["cancel_reason"] == "client disconnected", ended
     assert took < 2.0, took  # 1 s in the goals; the browser's own close adds its part
+    again = context.new_page()  # cancelled, yet what it transcribed stays downloadable
+    again.goto(f"{server.url}/jobs/{job_id}")
+    expect(again.locator("#status-badge")).to_have_text("cancelled")
+    expect(again.locator("#download-txt")).to_be_visible()
+    assert "kitchen" in server.text(f"/api/jobs/{job_id}/transcript.txt").lower()
     context.close()
 
 

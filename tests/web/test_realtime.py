@@ -187,13 +187,19 @@ async def test_bad_input_gets_error_events_and_the_session_lives_on(aiohttp_clie
 async def test_a_dropped_socket_cancels_the_job_and_its_processes_at_once(
     aiohttp_client, make_config, speech
 ):
-    pcm, _ = speech
+    pcm, spoken = speech
     client = await aiohttp_client(live_app(make_config, kill_grace=5.0))
     ws = await client.ws_connect("/v1/realtime?intent=transcription")
     created = validate((await ws.receive()).data)
     job_id = created.session.model_extra["job_id"]
-    for event in append_events(pcm[: len(pcm) // 3]):
+    for event in append_events(pcm[: int((spoken[0].end + 1.0) * 24000) * 2]):  # the first utterance
         await ws.send_str(json.dumps(event))
+    async with asyncio.timeout(60):
+        while (
+            validate((await ws.receive()).data).type
+            != "conversation.item.input_audio_transcription.completed"
+        ):
+            pass
     job = await wait_job(client, job_id, lambda j: j["status"] == "running" and j["process_group_id"])
     assert alive_in_group(job["process_group_id"])
     began = time.monotonic()
@@ -204,6 +210,10 @@ async def test_a_dropped_socket_cancels_the_job_and_its_processes_at_once(
         while alive_in_group(job["process_group_id"]):
             await asyncio.sleep(0.02)
     assert time.monotonic() - began < 1.5
+    # What it finished stays, in every format, though the session was cancelled.
+    for kind in ("txt", "srt", "vtt", "json"):
+        answer = await client.get(f"/api/jobs/{job_id}/transcript.{kind}")
+        assert answer.status == 200 and "kitchen" in (await answer.text()).lower()
 
 
 @pytest.mark.slow
