@@ -28,7 +28,7 @@ from pipeline.models import local_models
 from server import keys
 from server.jobs.channels import Subscriber
 from server.jobs.runner import Runner
-from server.jobs.state import REASON_CLIENT_DISCONNECTED, JobStatus
+from server.jobs.state import REASON_CLIENT_DISCONNECTED, REASON_SHUTDOWN, JobStatus
 from server.tasks import cancel_and_wait
 from server.web.errors import ApiError
 from server.web.realtime_events import (
@@ -104,6 +104,9 @@ class LiveSocket:
         self.connected = asyncio.Event()  # the pipeline took its socket
         self.audio_seen = asyncio.Event()  # set by every append: the idle timer restarts
         self.graceful = False  # the session is ending well: the job may complete
+        self.idle = False  # ended by the idle timeout (a normal end)
+        self.reason = REASON_CLIENT_DISCONNECTED  # why the job is cancelled, if it is
+        self.closing_by_server = False
         self._send_lock = asyncio.Lock()
 
     async def send(self, event: dict[str, Any]) -> None:
@@ -171,9 +174,10 @@ class LiveSocket:
             asyncio.create_task(self._watch_idle(), name=f"live-idle-{self.job_id}"),
         ]
         try:
-            await self._read(session_id)
             # Decided at once: the handler may be cancelled from here on (connection lost).
-            self.graceful = self.ws.close_code == WSCloseCode.OK
+            self.graceful = await self._read(session_id) == WSCloseCode.OK or self.idle
+            if self.closing_by_server and not self.graceful:
+                self.reason = REASON_SHUTDOWN  # the app closes a socket itself only then
         finally:
             for task in tasks:
                 await cancel_and_wait(task)
@@ -234,12 +238,21 @@ class LiveSocket:
         await self.send(
             self.translator.error("idle_timeout", f"no audio for {timeout:g} s; the session ends")
         )
+        self.idle = True
         await self.ws.close(code=WSCloseCode.OK, message=b"idle timeout")
 
     # -- the client's side -------------------------------------------------------------
 
-    async def _read(self, session_id: str) -> None:
-        async for message in self.ws:
+    async def _read(self, session_id: str) -> int | None:
+        """Handle the client's events until the socket closes; the close code the client
+        sent, or None when it did not close (the server did, or the connection dropped)."""
+        while True:
+            message = await self.ws.receive()
+            if message.type == WSMsgType.CLOSE:
+                return int(message.data)
+            if message.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                self.closing_by_server = message.type == WSMsgType.CLOSING
+                return None
             if message.type != WSMsgType.TEXT:
                 await self.send(self.translator.error("invalid_event", "send events as JSON text"))
                 continue
@@ -307,7 +320,7 @@ class LiveSocket:
                         self.follower.ready.clear()
                         await self.follower.ready.wait()
         if self.follower.status is None:
-            await self.runner.cancel(self.job_id, REASON_CLIENT_DISCONNECTED)
+            await self.runner.cancel(self.job_id, self.reason)
 
 
 async def realtime(request: web.Request) -> web.WebSocketResponse:

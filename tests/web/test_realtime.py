@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 from openai.types.realtime import RealtimeTranscriptionSessionCreateRequest
@@ -21,6 +23,7 @@ from openai.types.realtime import RealtimeTranscriptionSessionCreateRequest
 from server.app import create_app
 from server.jobs.state import REASON_CLIENT_DISCONNECTED
 from tests.helpers.procs import alive_in_group
+from tests.helpers.server_proc import ServerProcess
 from tests.helpers.speech import append_events, pcm_of, speak, validate, word_set
 
 INTENT = {"intent": "transcription"}
@@ -282,3 +285,26 @@ async def test_a_warm_standby_takes_the_session(aiohttp_client, make_config, spe
     await wait_job(client, job_id, lambda j: j["status"] == "completed", timeout=5)
     log = await (await client.get(f"/api/jobs/{job_id}/log")).text()
     assert "warm start: took the job" in log and "using the standby's loaded worker" in log
+
+
+@pytest.mark.slow
+async def test_server_shutdown_ends_a_session_as_a_shutdown(tmp_path: Path):
+    # A real server process: SIGTERM closes its sockets (1001) the way production does.
+    server = ServerProcess(tmp_path / "data", ["--standby", "0"])
+    await asyncio.to_thread(server.start)
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"{server.url}/v1/realtime?intent=transcription")
+            job_id = validate((await ws.receive()).data).session.model_extra["job_id"]
+            await ws.send_str(json.dumps(append_events(bytes(9600))[0]))
+            job = await asyncio.to_thread(server.wait_running, job_id)
+            await asyncio.to_thread(server.stop)  # also checks that nothing outlives it
+            assert (await ws.receive()).type.name in ("CLOSE", "CLOSED", "CLOSING")
+    finally:
+        await asyncio.to_thread(server.stop)
+    with sqlite3.connect(tmp_path / "data" / "transcriptor.db") as db:
+        row = db.execute(
+            "SELECT status, cancel_reason FROM transcription_jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+    assert row == ("cancelled", "server shutdown")
+    assert not alive_in_group(job["process_group_id"])
