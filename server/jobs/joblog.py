@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.config import Config
+
 CAP_MARKER_PREFIX = "[transcriptor] log file reached its cap"
 
 
@@ -82,3 +84,13 @@ class JobLog:
         # A few bytes, once per job: fine on the event loop.
         index = {"lines": self.lines, "kept": self.kept}
         index_path(self.path).write_text(json.dumps(index), encoding="utf-8")
+
+
+def job_log_path(config: Config, job_id: int) -> Path:
+    """Where a job's log file goes unless its row names one already."""
+    return config.logs_dir / f"job-{job_id}.log"
+
+
+def open_job_log(config: Config, path: Path) -> JobLog:
+    """A job's log file, appended to, with the configured cap."""
+    return JobLog(path, cap_bytes=int(config.log_cap_mb * 1_000_000))

@@ -11,14 +11,16 @@ import asyncio
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from server.executors.base import job_marker
 from server.jobs.state import ORPHANED_PREFIX, JobStatus, failure, record_ending
 from server.procs.cgroup import Cgroups, kill_cgroup
 from server.procs.identity import identity_matches, leader_state, marker_carriers
 from server.procs.kill import KillReport, Target, check_group, kill_tree
-from server.store import Store
+
+if TYPE_CHECKING:
+    from server.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ async def kill_job_row(
 
 
 class RemoteOrphans(Protocol):
-    """The orphan rule for jobs an executor runs elsewhere (server/executors/ray_orphans.py)."""
+    """The orphan rule for jobs an executor runs elsewhere (server/jobs/ray_orphans.py)."""
 
     executor_name: str
 

@@ -84,15 +84,21 @@ class PhaseError(RuntimeError):
 
 
 class PhaseMachine:
-    """A running job's phase; `change` is the only way it moves (supervisor's change_state)."""
+    """A running job's phase; `change` is the only way it moves (supervisor's change_state).
+    A move to stopping carries its reason, kept as `stop_reason`."""
 
     def __init__(self) -> None:
         self.phase = Phase.STARTING
+        self.stop_reason: str | None = None  # why it is stopping; set by the move
 
-    def change(self, new: Phase) -> None:
+    def change(self, new: Phase, *, reason: str | None = None) -> None:
         if new not in ALLOWED_PHASES[self.phase]:
             raise PhaseError(f"a job cannot go from {self.phase.value} to {new.value}")
+        if (new is Phase.STOPPING) != (reason is not None):
+            raise PhaseError("a move to stopping, and only that move, carries a reason")
         self.phase = new
+        if reason is not None:
+            self.stop_reason = reason
 
     def expect(self, *phases: Phase) -> None:
         if self.phase not in phases:

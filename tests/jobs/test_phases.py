@@ -28,7 +28,10 @@ def test_phase_moves_only_along_the_table():
     machine.change(Phase.RUNNING)
     assert machine.has_process
     machine.change(Phase.DRAINING)
-    machine.change(Phase.STOPPING)
+    with pytest.raises(PhaseError, match="carries a reason"):
+        machine.change(Phase.STOPPING)
+    machine.change(Phase.STOPPING, reason="stopped by user")
+    assert machine.stop_reason == "stopped by user"
     machine.change(Phase.ENDED)
     with pytest.raises(PhaseError, match="from ended to running"):
         machine.change(Phase.RUNNING)
