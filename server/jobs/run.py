@@ -69,6 +69,7 @@ class JobRun:
         self._on_ended = on_ended
         self.phase = PhaseMachine()
         self.handle: JobHandle | None = None
+        self._following = False  # its program is followed: a cancel may kill it itself
         self.done = asyncio.Event()
         self.started = time.monotonic()
         self.last_output = self.started  # when it last printed a line (the stall watchdog)
@@ -89,7 +90,7 @@ class JobRun:
     @property
     def live_handle(self) -> JobHandle | None:
         """The handle while a process runs for the job (not while starting or ended)."""
-        return self.handle if self.phase.has_process else None
+        return self.handle if self._following and self.phase.has_process else None
 
     def heard(self) -> None:
         self.last_output = time.monotonic()
@@ -155,17 +156,16 @@ class JobRun:
         )
         if not registered:
             self.stop(REASON_BEFORE_START)
-        if self.phase.phase is Phase.STOPPING:
-            # Cancelled while starting: the cancel found no process yet, so kill here.
-            await self.executor.kill(handle, grace=self.kill_grace)
-        else:
-            self.phase.change(Phase.RUNNING)
         return handle
 
     async def follow(self, handle: JobHandle, joblog: JobLog) -> None:
         """From a started (or re-attached) program to the recorded ending."""
         self.handle = handle
-        if self.phase.phase is Phase.STARTING:
+        self._following = True
+        if self.phase.phase is Phase.STOPPING:
+            # Cancelled while starting: the cancel found no process yet, so kill here.
+            await self.executor.kill(handle, grace=self.kill_grace)
+        else:
             self.phase.change(Phase.RUNNING)
         await self.announce()
         await OutputFollower(self, self.executor, handle, joblog, self._line_count).follow()
