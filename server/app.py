@@ -105,8 +105,12 @@ def _runner_ctx(
             store, kill_grace=config.kill_grace, instance_id=instance_id, cgroups=built.cgroups, remote=remote
         )
         app[keys.REAPER] = reaper
-        # Settle what a previous instance left running before taking new work.
-        for report in await reaper.reap(config.orphan_timeout, live_instance_ids={instance_id}):
+        # Settle what a previous instance left running before taking new work; what its
+        # going away interrupted is queued again, to be resumed (--resume-interrupted).
+        reports = await reaper.reap(
+            config.orphan_timeout, live_instance_ids={instance_id}, resume=config.resume_interrupted
+        )
+        for report in reports:
             log.warning("job %s: %s", report.job_id, report.reason)
         channels = Channels()
         runner = Runner(

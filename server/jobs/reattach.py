@@ -2,9 +2,9 @@
 
 A Ray job outlives a server killed with SIGKILL. On start-up each running row that names
 a Ray job is followed again by a `JobRun`, as a fresh job is: Ray's tail replays the whole
-log, so the lines the job's log file already holds are skipped by count, and the log
-resumes with none repeated or missing. A job that ended meanwhile replays to its end and
-takes its status from Ray.
+log, so the lines the job's log file already holds are skipped by count
+(joblog.reopen_job_log), and the log resumes with none repeated or missing. A job that
+ended meanwhile replays to its end and takes its status from Ray.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from server.executors.base import JobHandle, Reattaching, job_marker
-from server.jobs.joblog import job_log_path, open_job_log
+from server.jobs.joblog import job_log_path, reopen_job_log
 from server.jobs.replay import logged_segments
 from server.jobs.run import JobRun
 from server.jobs.runner import Runner
@@ -25,16 +25,6 @@ if TYPE_CHECKING:
     from server.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def read_log(path: Path) -> list[str]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    # A line cut by the crash has no newline; the tail's copy of it comes again whole.
-    complete = data[: data.rfind(b"\n") + 1]
-    return complete.decode("utf-8", "replace").splitlines()
 
 
 async def reattach_jobs(
@@ -56,25 +46,14 @@ async def reattach_jobs(
 async def _follow_again(executor: Reattaching[Any], job: dict[str, Any], run: JobRun) -> None:
     job_id = run.job_id
     log_path = Path(job["log_file_path"] or job_log_path(run.config, job_id))
-    lines = await asyncio.to_thread(read_log, log_path)
-    # Cut a partial last line, so the file holds exactly the lines counted.
-    await asyncio.to_thread(_truncate_to_lines, log_path)
-    run.segments.extend(logged_segments(lines))
-    await run.store.update_job(job_id, instance_id=run.instance_id, log_file_path=str(log_path))
-    handle: JobHandle = executor.reattach(job, job_marker(run.store.install_id, job_id), len(lines))
-    # Numbered on from the file, as a finished job's replay numbers its lines.
-    run.channel.seq = max(run.channel.seq, len(lines))
-    joblog = open_job_log(run.config, log_path)
+    joblog, lines = await asyncio.to_thread(reopen_job_log, run.config, log_path)
     try:
+        run.segments.extend(logged_segments(lines))
+        await run.store.update_job(job_id, instance_id=run.instance_id, log_file_path=str(log_path))
+        marker = job_marker(run.store.install_id, job_id)
+        handle: JobHandle = executor.reattach(job, marker, joblog.lines)
+        # Numbered on from the file, as a finished job's replay numbers its lines.
+        run.channel.seq = max(run.channel.seq, joblog.lines)
         await run.follow(handle, joblog)
     finally:
         joblog.close()
-
-
-def _truncate_to_lines(path: Path) -> None:
-    try:
-        with path.open("r+b") as file:
-            data = file.read()
-            file.truncate(data.rfind(b"\n") + 1)
-    except FileNotFoundError:
-        pass

@@ -22,11 +22,14 @@ from server.config import Config
 from server.executors.base import Executor, Exit, ExitCause, JobHandle, job_marker
 from server.jobs.argv import pipeline_argv
 from server.jobs.channels import Channel, status_message
-from server.jobs.joblog import JobLog, job_log_path, open_job_log
+from server.jobs.joblog import JobLog, job_log_path, open_job_log, reopen_job_log
 from server.jobs.observer import JobObserver
 from server.jobs.output import LineCount, OutputFollower
+from server.jobs.replay import logged_segments, saved_segments
 from server.jobs.state import (
     REASON_BEFORE_START,
+    REASON_SHUTDOWN,
+    STALLED_PREFIX,
     Ending,
     JobStatus,
     Phase,
@@ -78,6 +81,7 @@ class JobRun:
         self.last_error_line: str | None = None
         self.last_line: str | None = None
         self.audio_seconds = 0.0  # the upload's duration, counted when the job completes
+        self._stalled: str | None = None  # why the watchdog stopped it, once it has
 
     @property
     def kill_grace(self) -> float:
@@ -118,36 +122,57 @@ class JobRun:
                 self.executor.release(self.handle)
 
     async def start(self) -> None:
-        """A queued job from the start: prepare its row, start its program, follow it."""
+        """A queued job: prepare its row, start its program, follow it. A job the server's
+        going away interrupted (queued again, it has started before) is resumed: its log
+        goes on, and its pipeline at the first unfinished window."""
         job = await self.store.get_job(self.job_id)
         if job is None or job["status"] != JobStatus.QUEUED:
             return
         self.audio_seconds = float(job.get("duration_seconds") or 0.0)
         out_dir = self.config.outputs_dir / str(self.job_id)
         out_dir.mkdir(parents=True, exist_ok=True)
+        resume = job.get("started_at") is not None
         log_path = job_log_path(self.config, self.job_id)
-        joblog = open_job_log(self.config, log_path)
+        if resume and job.get("log_file_path"):
+            log_path = Path(job["log_file_path"])
+        joblog = await self._open_log(log_path, out_dir, resume)
         try:
             await self.store.update_job(self.job_id, log_file_path=str(log_path), output_path=str(out_dir))
-            handle = await self._spawn(job, out_dir, log_path, joblog)
+            argv = pipeline_argv(self.config, job, out_dir, resume=resume)
+            handle = await self._spawn(argv, log_path, joblog)
             if handle is not None:
                 await self.follow(handle, joblog)
         finally:
             joblog.close()
 
-    async def _spawn(
-        self, job: dict[str, Any], out_dir: Path, log_path: Path, joblog: JobLog
-    ) -> JobHandle | None:
-        """The started program, registered in the row (or killed if it may not run now);
-        None if it could not start, which ends the job."""
-        argv = pipeline_argv(self.config, job, out_dir)
+    async def _open_log(self, path: Path, out_dir: Path, resume: bool) -> JobLog:
+        if not resume:
+            return open_job_log(self.config, path)
+        joblog, lines = await asyncio.to_thread(reopen_job_log, self.config, path)
+        # The line numbers and the segments of the first run go on; the pipeline prints
+        # only what it transcribes now. A segment printed but not yet in its partial
+        # transcript when the server went is transcribed again: kept once.
+        kept = len(await asyncio.to_thread(saved_segments, out_dir))
+        self.segments.extend(logged_segments(lines)[:kept])
+        self.channel.seq = max(self.channel.seq, joblog.lines)
+        self.note(joblog, f"resumed at {time.strftime('%H:%M')} after a server restart")
+        return joblog
+
+    def note(self, joblog: JobLog, text: str) -> None:
+        """A line of the server's own in the job's log and on its channel."""
+        line = f"[transcriptor] {text}"
+        joblog.write(line)
+        self.channel.publish_line(line, None)
+
+    async def _spawn(self, argv: list[str], log_path: Path, joblog: JobLog) -> JobHandle | None:
+        """The started program, registered in the row (or to be killed if it may not run
+        now); None if it could not start, which ends the job."""
         marker = job_marker(self.store.install_id, self.job_id)
         try:
             handle = await self.executor.start(self.job_id, argv, marker=marker)
         except OSError as error:
             message = f"failed to start: {error}"
-            joblog.write(f"[transcriptor] {message}")
-            self.channel.publish_line(f"[transcriptor] {message}", None)
+            self.note(joblog, message)
             await self.end(failure(message))
             return None
         self.handle = handle
@@ -168,8 +193,16 @@ class JobRun:
         else:
             self.phase.change(Phase.RUNNING)
         await self.announce()
-        await OutputFollower(self, self.executor, handle, joblog, self._line_count).follow()
+        watchdog = asyncio.create_task(self._watch_stall(handle, joblog), name=f"stall-{self.job_id}")
+        try:
+            await OutputFollower(self, self.executor, handle, joblog, self._line_count).follow()
+        finally:
+            if self._stalled is None or watchdog.done():
+                watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)  # a stall's kill finishes
         ended = await self.executor.wait(handle)
+        if await self._interrupted(joblog):
+            return
         await self.end(self._ending(ended))
 
     def _ending(self, ended: Exit) -> Ending:
@@ -177,7 +210,43 @@ class JobRun:
         # The executor's cause (the kernel's OOM count, a lost cluster job), not a guess
         # from the signal.
         cause = ended.detail if ended.cause is not ExitCause.EXITED else None
-        return decide_ending(ended.code, cancel_reason=self.stop_reason, detail=detail, cause=cause)
+        return decide_ending(
+            ended.code, cancel_reason=self.stop_reason, detail=detail, cause=cause, failed=self._stalled
+        )
+
+    async def _watch_stall(self, handle: JobHandle, joblog: JobLog) -> None:
+        """Stop the job, as a stop does, once it has printed nothing for --stall-timeout."""
+        limit = self.config.stall_timeout
+        if limit <= 0:
+            return
+        while True:
+            quiet = time.monotonic() - self.last_output
+            if quiet < limit:
+                await asyncio.sleep(limit - quiet)
+                continue
+            if self.phase.phase is not Phase.RUNNING:
+                return  # already stopping or draining: that ends it
+            self._stalled = f"{STALLED_PREFIX} no output for {limit:g} s"
+            self.stop(self._stalled)
+            self.note(joblog, f"{self._stalled}; stopping it")
+            report = await self.executor.kill(handle, grace=self.kill_grace)
+            log.warning("job %s: %s: %s", self.job_id, self._stalled, report.reason)
+            return
+
+    async def _interrupted(self, joblog: JobLog) -> bool:
+        """A local job the server's shutdown stopped goes back to the queue, to be resumed
+        when the server starts again (--resume-interrupted); True if it did."""
+        if self.stop_reason != REASON_SHUTDOWN or not self.config.resume_interrupted:
+            return False
+        job = await self.store.get_job(self.job_id)
+        if job is None or job.get("executor") not in (None, "local"):
+            return False  # a cluster's job is re-attached, not resumed
+        self.note(joblog, f"interrupted at {time.strftime('%H:%M')} by the server's shutdown")
+        self.phase.change(Phase.ENDED)
+        if await self.store.requeue_interrupted(self.job_id):
+            log.info("job %s: queued again, to resume when the server starts", self.job_id)
+        await self.announce()
+        return True
 
     # -- stopping ----------------------------------------------------------------------
 

@@ -177,8 +177,15 @@ class Runner:
     # -- life of the runner ------------------------------------------------------------
 
     async def start(self) -> None:
-        """Re-queue what a previous instance left queued, then start dispatching."""
-        self._queue = [job["id"] for job in await self.store.queued_jobs()]
+        """Re-queue what a previous instance left queued, then start dispatching.
+
+        A job queued again to be resumed (it started before) that is cancelled when its
+        pages leave gets the usual grace from now: cancelled unless a page subscribes."""
+        queued = await self.store.queued_jobs()
+        self._queue = [job["id"] for job in queued]
+        for job in queued:
+            if job.get("started_at") is not None and job["on_disconnect"] == "cancel":
+                self._client_left(job["id"])
         self._dispatcher = asyncio.create_task(self._dispatch(), name="runner-dispatch")
         self._wakeup.set()
 

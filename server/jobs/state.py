@@ -37,7 +37,10 @@ ACTIVE_STATES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     # A queued job can fail before it runs: the executable is missing, or it was orphaned.
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
-    JobStatus.RUNNING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}),
+    # Back to the queue only when the server going away interrupted it (to be resumed).
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED}
+    ),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.FAILED: frozenset(),
     JobStatus.CANCELLED: frozenset(),
@@ -58,6 +61,9 @@ REASON_BEFORE_START = "cancelled before start"
 # The HTTP request that is the job (the OpenAI API) ended before its answer did.
 REASON_CLIENT_DISCONNECTED = "client disconnected"
 ORPHANED_PREFIX = "orphaned:"
+STALLED_PREFIX = "stalled:"
+# A job the server's going away interrupted, queued again to be resumed.
+INTERRUPTED_PREFIX = "interrupted:"
 
 
 class Phase(Enum):
@@ -130,10 +136,18 @@ def describe_exit(code: int) -> str:
 
 
 def decide_ending(
-    code: int | None, *, cancel_reason: str | None, detail: str | None = None, cause: str | None = None
+    code: int | None,
+    *,
+    cancel_reason: str | None,
+    detail: str | None = None,
+    cause: str | None = None,
+    failed: str | None = None,
 ) -> Ending:
-    """The status a job that ran ends with: cancelled if it was cancelled, else by its exit.
-    `cause` is what the executor knows killed it (a memory limit), put first."""
+    """The status a job that ran ends with: failed if the server stopped it for a fault of
+    its own (`failed`: a stall), cancelled if it was cancelled, else by its exit. `cause`
+    is what the executor knows killed it (a memory limit), put first."""
+    if failed is not None:
+        return Ending(JobStatus.FAILED, code, message=failed)
     if cancel_reason is not None:
         return Ending(JobStatus.CANCELLED, code, cancel_reason=cancel_reason)
     if code == 0:
