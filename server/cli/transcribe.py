@@ -33,7 +33,7 @@ COMMAND_ENV = "TRANSCRIPTOR_PIPELINE_COMMAND"
 
 def build_parser() -> argparse.ArgumentParser:
     """The pipeline's own options, with --out-dir made optional."""
-    from pipeline.__main__ import build_parser as pipeline_parser
+    from pipeline.args import build_parser as pipeline_parser
 
     parser = argparse.ArgumentParser(
         prog="transcriptor transcribe",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from server.procs.cgroup import JobCgroup
 from server.procs.identity import ProcessIdentity
 from server.procs.kill import KillReport
+from server.procs.sampler import Sample
 from server.procs.spawn import SpawnedProcess
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class Executor(Protocol[H]):
 
     async def wait(self, handle: H) -> Exit: ...
 
-    async def sample(self, handles: Sequence[H]) -> dict[int, dict[str, Any]]: ...
+    async def sample(self, handles: Sequence[H]) -> dict[int, Sample]: ...
 
     async def kill(self, handle: H, *, grace: float) -> KillReport: ...
 

@@ -115,6 +115,6 @@ def containment(install_id: str, *, root: Path | None, memory_mb: int | None) ->
         "containment: one cgroup per job under %s (memory: %s, limit: %s)",
         cgroups.parent,
         memory,
-        f"{memory_mb} MB" if memory_mb is not None else "none",
+        f"{memory_mb} MiB" if memory_mb is not None else "none",
     )
     return cgroups

@@ -8,7 +8,7 @@ import logging
 import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -17,16 +17,13 @@ from server.executors.drain import OUTPUT_DRAIN_SECONDS
 from server.procs.cgroup import Cgroups, JobCgroup, kill_cgroup
 from server.procs.kill import KillReport, Target, kill_tree
 from server.procs.lines import read_lines
-from server.procs.sampler import TreeSampler
+from server.procs.sampler import MIB, Sample, TreeSampler
 from server.procs.spawn import spawn, wait_exited
 
 if TYPE_CHECKING:
     from server.store import Store
 
 log = logging.getLogger(__name__)
-
-MB = 1024 * 1024
-
 
 class LocalExecutor:
     def __init__(
@@ -125,8 +122,8 @@ class LocalExecutor:
             code = await process.wait()
         kills = await self._end_cgroup(handle, handle.cgroup) if handle.cgroup is not None else 0
         if kills and self.cgroups is not None and self.cgroups.memory_limit is not None:
-            limit = self.cgroups.memory_limit // MB
-            detail = f"killed by the job memory limit of {limit} MB ({kills} process(es) OOM-killed)"
+            limit = self.cgroups.memory_limit // MIB
+            detail = f"killed by the job memory limit of {limit} MiB ({kills} process(es) OOM-killed)"
             return Exit(code, ExitCause.MEMORY_LIMIT, detail)
         return Exit(code)
 
@@ -140,8 +137,8 @@ class LocalExecutor:
         cgroup.remove()
         return kills
 
-    async def sample(self, handles: Sequence[LocalHandle]) -> dict[int, dict[str, Any]]:
-        def sample_all() -> dict[int, dict[str, Any]]:
+    async def sample(self, handles: Sequence[LocalHandle]) -> dict[int, Sample]:
+        def sample_all() -> dict[int, Sample]:
             trees = [h for h in handles if h.cgroup is None]
             by_pid = self.sampler.sample_many([h.pid for h in trees])
             out = {h.job_id: by_pid[h.pid] for h in trees}
@@ -153,7 +150,7 @@ class LocalExecutor:
         # psutil reads /proc for every process of every tree: keep it off the event loop.
         return await asyncio.to_thread(sample_all)
 
-    def _sample_cgroup(self, handle: LocalHandle, cgroup: JobCgroup) -> dict[str, Any]:
+    def _sample_cgroup(self, handle: LocalHandle, cgroup: JobCgroup) -> Sample:
         """The kernel's own counts: CPU of every process that ever ran in the cgroup,
         short-lived ones included, and its memory charge (and peak)."""
         now = time.monotonic()
@@ -167,17 +164,15 @@ class LocalExecutor:
         current, peak = cgroup.memory()
         if current is None:  # memory not in any usable hierarchy: sum the members' RSS
             current = _rss(pids)
-        sample: dict[str, Any] = {
-            "running": bool(pids),
-            "pid": handle.pid,
-            "cpu_percent": max(0.0, cpu),
-            "memory_mb": current / MB,
-            "elapsed_seconds": now - started,
-            "num_processes": len(pids),
-        }
-        if peak is not None:
-            sample["memory_peak_mb"] = peak / MB
-        return sample
+        return Sample(
+            running=bool(pids),
+            pid=handle.pid,
+            cpu_percent=max(0.0, cpu),
+            memory_bytes=current,
+            elapsed_seconds=now - started,
+            num_processes=len(pids),
+            memory_peak_bytes=peak,
+        )
 
     async def kill(self, handle: LocalHandle, *, grace: float) -> KillReport:
         if handle.cgroup is not None:

@@ -44,7 +44,7 @@ from server.executors.local import LocalExecutor
 from server.procs.cgroup import Cgroups, JobCgroup
 from server.procs.identity import MARKER_ENV, group_members
 from server.procs.kill import KillReport, Target, kill_tree
-from server.procs.sampler import TreeSampler
+from server.procs.sampler import MIB, TreeSampler
 from server.procs.spawn import SpawnedProcess, spawn, wait_exited
 
 log = logging.getLogger(__name__)
@@ -198,14 +198,14 @@ class StandbyExecutor(LocalExecutor):
         """For /api/health and the home page: how many standbys wait and warm, and the
         memory they hold."""
         ready = sum(1 for s in self._standbys if s.ready)
-        memory = await self.sample_memory()
-        return {"ready": ready, "warming": len(self._standbys) - ready, "memory_mb": memory}
+        memory_mb = round(await self.memory_bytes() / MIB, 1)  # MiB: shown to a person
+        return {"ready": ready, "warming": len(self._standbys) - ready, "memory_mb": memory_mb}
 
-    async def sample_memory(self) -> float:
-        """MB held by the standbys not yet taken (leader and loaded worker)."""
+    async def memory_bytes(self) -> int:
+        """Bytes held by the standbys not yet taken (leader and loaded worker)."""
         pids = [s.pid for s in self._standbys]
         samples = await asyncio.to_thread(self._memory.sample_many, pids)
-        return round(sum(s["memory_mb"] for s in samples.values()), 1)
+        return sum(s.memory_bytes for s in samples.values())
 
     # -- taking one for a job ----------------------------------------------------------
 

@@ -70,9 +70,9 @@ class JobLog:
         data = line.encode("utf-8", "replace") + b"\n"
         if self.written + len(data) > self.cap_bytes:
             self.capped = True
-            cap_mb = self.cap_bytes / 1_000_000
+            cap_mb = self.cap_bytes / 2**20  # MiB, as --log-cap-mb is
             marker = (
-                f"{CAP_MARKER_PREFIX} of {cap_mb:g} MB; "
+                f"{CAP_MARKER_PREFIX} of {cap_mb:g} MiB; "
                 "further lines are not written here (they still stream live)\n"
             )
             self._file.write(marker.encode())
@@ -95,7 +95,7 @@ def job_log_path(config: Config, job_id: int) -> Path:
 
 def open_job_log(config: Config, path: Path, before: LogIndex | None = None) -> JobLog:
     """A job's log file, appended to, with the configured cap."""
-    return JobLog(path, cap_bytes=int(config.log_cap_mb * 1_000_000), before=before)
+    return JobLog(path, cap_bytes=config.log_cap_bytes, before=before)
 
 
 def reopen_job_log(config: Config, path: Path) -> tuple[JobLog, list[str]]:

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from server.executors.base import job_marker
-from server.jobs.state import INTERRUPTED_PREFIX, ORPHANED_PREFIX, JobStatus, failure, record_ending
+from server.jobs.state import (
+    INTERRUPTED_PREFIX,
+    ORPHANED_PREFIX,
+    JobStatus,
+    failure,
+    record_ending,
+    resumable,
+)
 from server.procs.cgroup import Cgroups, JobCgroup, kill_cgroup
 from server.procs.identity import identity_matches, leader_state, marker_carriers
 from server.procs.kill import KillReport, Target, check_group, kill_tree
@@ -203,7 +210,7 @@ class OrphanReaper:
             found.cgroup.remove()
         # The server going away interrupted it and nothing of it runs now: queued again,
         # to be resumed. Something alive that may not be signalled keeps the orphan rule.
-        if resume and found.owner_gone and not found.unprovable and not survivors:
+        if resume and resumable(job) and found.owner_gone and not found.unprovable and not survivors:
             message = message.replace(ORPHANED_PREFIX, INTERRUPTED_PREFIX, 1) + "; queued again to resume"
             if not dry_run and not await self.store.requeue_interrupted(job_id):
                 return None  # it ended meanwhile

@@ -37,7 +37,9 @@ from server.jobs.state import (
     decide_ending,
     failure,
     record_ending,
+    resumable,
 )
+from server.procs.sampler import Sample
 
 if TYPE_CHECKING:
     from server.store import Store
@@ -76,7 +78,7 @@ class JobRun:
         self.done = asyncio.Event()
         self.started = time.monotonic()
         self.last_output = self.started  # when it last printed a line (the stall watchdog)
-        self.metrics: dict[str, Any] | None = None
+        self.metrics: Sample | None = None
         self.segments: list[dict[str, Any]] = []
         self.last_error_line: str | None = None
         self.last_line: str | None = None
@@ -239,8 +241,8 @@ class JobRun:
         if self.stop_reason != REASON_SHUTDOWN or not self.config.resume_interrupted:
             return False
         job = await self.store.get_job(self.job_id)
-        if job is None or job.get("executor") not in (None, "local"):
-            return False  # a cluster's job is re-attached, not resumed
+        if job is None or not resumable(job):
+            return False
         self.note(joblog, f"interrupted at {time.strftime('%H:%M')} by the server's shutdown")
         self.phase.change(Phase.ENDED)
         if await self.store.requeue_interrupted(self.job_id):
@@ -286,7 +288,7 @@ class JobRun:
 
     def view(self, job: dict[str, Any]) -> dict[str, Any]:
         """The row plus what only the run knows (a running job is in no queue)."""
-        return {**job, "queue_position": None, "metrics": self.metrics}
+        return {**job, "queue_position": None, "metrics": self.metrics.fields() if self.metrics else None}
 
     async def announce(self) -> None:
         """Tell the job's channel and the job list what the row now says."""

@@ -31,6 +31,7 @@ from server.jobs.state import (
     cancellation,
     record_ending,
 )
+from server.procs.sampler import Sample
 
 if TYPE_CHECKING:
     from server.store import Store
@@ -48,7 +49,7 @@ class LiveJob:
 
     job_id: int
     phase: Phase
-    metrics: dict[str, Any] | None  # the latest sample of its processes
+    metrics: Sample | None  # the latest sample of its processes
 
 
 @dataclass(frozen=True)

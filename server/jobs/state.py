@@ -11,9 +11,10 @@ table does not allow. `decide_ending` is the one place an ending's status is cho
 from __future__ import annotations
 
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from server.store import Store
@@ -158,6 +159,13 @@ def decide_ending(
     if cause:
         message = f"{cause}; {message}"
     return Ending(JobStatus.FAILED, code, message=message)
+
+
+def resumable(job: Mapping[str, Any]) -> bool:
+    """Whether a job the server's going away interrupted is taken up again: one from an
+    upload run here. A cluster's job is re-attached instead; one whose input is a client's
+    request (the OpenAI API) ended with that request."""
+    return job.get("executor") in (None, "local") and job.get("source") is None
 
 
 def failure(message: str) -> Ending:

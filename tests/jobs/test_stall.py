@@ -4,8 +4,8 @@ like a stop and failed; a job that prints, however long it runs, is left alone."
 from __future__ import annotations
 
 from server.app import create_app
+from tests.helpers.app_api import upload, wait_status
 from tests.helpers.procs import alive_in_group
-from tests.jobs.test_jobs import upload, wait_status
 
 
 async def test_a_silent_job_is_stopped_and_failed_as_stalled(aiohttp_client, make_config, tone):

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.audio import tone_wav
-from tests.helpers.server_proc import ServerProcess, wait_for
+from tests.helpers.server_proc import ServerProcess
+from tests.helpers.waiting import wait_for
 
 LINES, SEGMENTS = 60, 30  # a segment every second line
 FAKE = ("--lines", str(LINES), "--segments", str(SEGMENTS), "--interval", "0.1", "--partial")
@@ -38,9 +38,9 @@ def interrupt(server: ServerProcess, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
-def test_an_interrupted_job_resumes_where_it_was_with_each_segment_once(start_server, tmp_path, how):
+def test_an_interrupted_job_resumes_where_it_was_with_each_segment_once(start_server, tone, how):
     server = start_server(fake=FAKE)
-    audio = tone_wav(tmp_path / "tone.wav")
+    audio = tone
     job = server.upload(audio, on_disconnect="keep")
     stopped = server.upload(audio, on_disconnect="keep")
     server.wait_running(stopped["id"])
@@ -68,11 +68,9 @@ def test_an_interrupted_job_resumes_where_it_was_with_each_segment_once(start_se
     assert [s["text"] for s in segments] == expected
 
 
-def test_a_resumed_job_that_cancels_on_disconnect_gets_the_grace_then_is_cancelled(
-    start_server, tmp_path
-):
+def test_a_resumed_job_that_cancels_on_disconnect_gets_the_grace_then_is_cancelled(start_server, tone):
     server = start_server(fake=FAKE)
-    job = server.upload(tone_wav(tmp_path / "tone.wav"), on_disconnect="cancel")
+    job = server.upload(tone, on_disconnect="cancel")
     wait_for(lambda: lines_so_far(server, job["id"]) >= 5, 30, "the job to run")
     server.sigkill()
 
@@ -82,9 +80,9 @@ def test_a_resumed_job_that_cancels_on_disconnect_gets_the_grace_then_is_cancell
     assert final["cancel_reason"] == "all clients disconnected"
 
 
-def test_without_resume_interrupted_a_shutdown_cancels_and_a_crash_orphans(start_server, tmp_path):
+def test_without_resume_interrupted_a_shutdown_cancels_and_a_crash_orphans(start_server, tone):
     server = start_server("--no-resume-interrupted", fake=FAKE)
-    audio = tone_wav(tmp_path / "tone.wav")
+    audio = tone
     first = server.upload(audio, on_disconnect="keep")
     wait_for(lambda: lines_so_far(server, first["id"]) >= 5, 30, "the job to run")
     server.stop()
