@@ -228,7 +228,7 @@ def _serve(sock: socket.socket, decoder: Decoder, out_dir: Path, language: str, 
     thread.start()
     on_completed({"transcript": "", "start": 0.0, "end": 0.0})  # an empty session has files too
     say.event({"event": "ready"})
-    _read_frames(sock, session, decoder)
+    _read_frames(sock, session, decoder, say)
     session.close()
     thread.join()
     if failed:
@@ -238,9 +238,18 @@ def _serve(sock: socket.socket, decoder: Decoder, out_dir: Path, language: str, 
     return EXIT_OK
 
 
-def _read_frames(sock: socket.socket, session: LiveSession, decoder: Decoder) -> None:
+# A line this often, so a session hearing only silence is not taken for a stalled job
+# (the server's --stall-timeout watches for output).
+LISTENING_NOTE_SECONDS = 30
+
+
+def _read_frames(sock: socket.socket, session: LiveSession, decoder: Decoder, say: _Out) -> None:
     resample = Resampler()
+    next_note = LISTENING_NOTE_SECONDS * 16000
     while (header := _read_exact(sock, 5)) is not None:
+        if session.position >= next_note:
+            say(f"live: listening, {session.position / 16000:.0f} s of audio so far")
+            next_note += LISTENING_NOTE_SECONDS * 16000
         kind, size = header[:1], int.from_bytes(header[1:], "big")
         payload = _read_exact(sock, size) if size else b""
         if payload is None:

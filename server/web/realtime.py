@@ -26,8 +26,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from pipeline.models import local_models
 from server import keys
-from server.jobs.channels import Subscriber
-from server.jobs.runner import Runner
+from server.jobs.channels import Offered, StatusChange, Subscriber
 from server.jobs.state import REASON_CLIENT_DISCONNECTED, REASON_SHUTDOWN, JobStatus
 from server.tasks import cancel_and_wait
 from server.web.errors import ApiError
@@ -63,24 +62,18 @@ class LiveFollower(Subscriber):
     lines: deque[str] = field(default_factory=deque)
     status: str | None = None
 
-    def offer(self, job_id: int, encoded: str, next_seq: int, *, log_line: bool) -> None:
+    def offer(
+        self, job_id: int, encoded: str, next_seq: int, *, log_line: bool, event: Offered = None
+    ) -> None:
         if log_line:
             if '"line":"[live] ' not in encoded:
                 return
             self.lines.append(json.loads(encoded)["line"])
-        elif encoded.startswith('{"type":"status"'):
-            status = json.loads(encoded)["status"]
-            if not JobStatus(status).is_final:
-                return
-            self.status = status
+        elif isinstance(event, StatusChange) and JobStatus(event.status).is_final:
+            self.status = event.status
         else:
             return
         self.ready.set()
-
-
-def _free_slots(runner: Runner) -> int:
-    # The runner's free_slots() once it has one (the `core` branch adds it).
-    return runner.config.max_concurrent_jobs - len(runner.running) - len(runner.queue)
 
 
 def _abstract(address: str) -> str:
@@ -124,17 +117,16 @@ class LiveSocket:
         if self.config.executor != "local":
             await self.refuse("unsupported", "live sessions run on the local executor only")
             return
-        if _free_slots(self.runner) <= 0:
+        if self.runner.free_slots() <= 0:
             await self.refuse("session_limit", "every job slot is busy; try again later")
             return
         address = f"@transcriptor-live-{uuid.uuid4().hex}"
         server = await asyncio.start_unix_server(self._connected, path=_abstract(address))
         try:
-            job = await self._create_job(address)
-            channels = self.app[keys.CHANNELS]
-            channels.subscribe(self.job_id, self.follower)
+            await self._create_job(address)
+            # Subscribed before the job is queued, so no line of it can slip past.
+            self.app[keys.CHANNELS].subscribe(self.job_id, self.follower)
             self.runner.submit(self.job_id, SOURCE)
-            channels.publish_job(self.runner.view(job))
             session_id = f"sess_live_{self.job_id}"
             await self.send(
                 self.translator.server_event(
@@ -306,10 +298,7 @@ class LiveSocket:
                 self.pipe.close()
 
     async def _end_job(self) -> None:
-        runner = self.runner
-        if self.follower.status is not None or not (
-            self.job_id in runner.running or runner.queue_position(self.job_id)
-        ):
+        if self.follower.status is not None or not self.runner.is_active(self.job_id):
             return
         if self.graceful and self.pipe is not None:
             with contextlib.suppress(ConnectionError, OSError):
