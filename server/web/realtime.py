@@ -6,9 +6,10 @@ socket in the abstract namespace that this handler listens on for that job alone
 client's audio goes down that socket; the pipeline's `[live]` lines come back through the
 job's channel like any output and leave as OpenAI events (realtime_events.py).
 
-The websocket is the job's lifeline. A close with code 1000 (or the idle timeout) ends
-the audio stream: the pipeline finishes the utterance in progress and exits 0, and the
-job completes; any other end cancels the job at once (`client disconnected`).
+The websocket is the job's lifeline. The client's close with code 1000 (or the idle
+timeout) ends the audio stream: the pipeline finishes the utterance in progress and
+exits 0, and the job completes. Any other end cancels the job at once: `client
+disconnected`, or `server shutdown` when the server closed the socket going away.
 """
 
 from __future__ import annotations
