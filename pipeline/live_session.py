@@ -30,6 +30,11 @@ MAX_UTTERANCE_SECONDS = 12.0
 # A partial decode waits for this much new audio, so a session costs at most about one
 # decode per step while someone speaks.
 STEP_SECONDS = 0.3
+# After this much quiet in an utterance, its final text is decoded ahead (beam and all):
+# if the gate then closes it with no voice since, that text is its final one, ready about
+# silence_duration_ms - QUIET_SECONDS earlier than a decode begun at the close. Partials
+# stop for that quiet too: they would find no new words, and hold the decoder up.
+QUIET_SECONDS = 0.2
 
 
 def _ms(samples: int) -> int:
@@ -43,7 +48,8 @@ class Utterance:
     chunks: list[np.ndarray] = field(default_factory=list)
     length: int = 0
     decoded_length: int = 0  # how much audio the last partial decode read
-    last_text: str = ""
+    voiced_length: int = 0  # where its last voiced frame ends
+    ahead: tuple[int, str] | None = None  # (audio read, text) of a final decoded ahead
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
 
     def add(self, samples: np.ndarray) -> None:
@@ -110,6 +116,8 @@ class LiveSession:
                 self.emit({"event": "speech_started", "item": item, "audio_start_ms": _ms(start)})
             return
         current.add(frame)
+        if voiced:
+            current.voiced_length = current.length
         self._silent_run = 0 if voiced else self._silent_run + 1
         if self._silent_run * FRAME * 1000 >= self.turns.silence_duration_ms * RATE:
             self._stop(self.position)
@@ -122,6 +130,7 @@ class LiveSession:
         utterance = Utterance(self._items, start)
         for frame in frames:
             utterance.add(frame)
+        utterance.voiced_length = utterance.length
         self._silent_run = 0
         return utterance
 
@@ -169,33 +178,44 @@ class LiveSession:
 
     # -- the decoder's side ------------------------------------------------------------
 
-    def _next(self) -> tuple[Utterance, np.ndarray, bool] | None:
-        """The next decode to run (finals first), waiting for one; None once closed."""
+    def _next(self) -> tuple[Utterance, np.ndarray, str] | None:
+        """The next decode to run, waiting for one: a final, a final ahead, or a partial;
+        None once closed and done."""
         with self._cond:
             while True:
                 if self._finals:
                     utterance = self._finals.popleft()
-                    return utterance, utterance.samples(), True
+                    return utterance, utterance.samples(), "final"
                 current = self._current
-                if current is not None and current.length - current.decoded_length >= STEP_SECONDS * RATE:
-                    return current, current.samples().copy(), False
+                if current is not None:
+                    quiet = current.length - current.voiced_length >= QUIET_SECONDS * RATE
+                    stale = current.ahead is None or current.ahead[0] < current.voiced_length
+                    if quiet and stale and self.turns is not None:
+                        return current, current.samples().copy(), "ahead"
+                    if not quiet and current.length - current.decoded_length >= STEP_SECONDS * RATE:
+                        return current, current.samples().copy(), "partial"
                 if self._closed:
                     return None
                 self._cond.wait()
 
     def decode_loop(self, decode: Decode) -> None:
         while (work := self._next()) is not None:
-            utterance, samples, final = work
-            if final and utterance.decoded_length == len(samples) and utterance.last_text:
-                text = utterance.last_text  # the last partial read all of it already
-            else:
-                text = decode(samples, final)
-            if not final:
-                utterance.decoded_length, utterance.last_text = len(samples), text
+            utterance, samples, kind = work
+            if kind == "ahead":
+                utterance.ahead = len(samples), decode(samples, True)
+                continue
+            if kind == "partial":
+                text = decode(samples, False)
+                utterance.decoded_length = len(samples)
                 delta = utterance.agreement.update(text)
                 if delta:
                     self.emit({"event": "delta", "item": utterance.item, "delta": delta})
                 continue
+            ahead = utterance.ahead
+            if ahead is not None and ahead[0] >= utterance.voiced_length:
+                text = ahead[1]  # decoded ahead, and nothing was said since
+            else:
+                text = decode(samples, True)
             self.emit(
                 {
                     "event": "completed",

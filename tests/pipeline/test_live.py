@@ -55,13 +55,19 @@ def test_resampling_in_pieces_matches_one_piece_and_keeps_the_tone():
 
 
 def run_session(
-    chunks: list[np.ndarray], turns: TurnDetection | str | None = "server_vad", **actions: Any
+    chunks: list[np.ndarray],
+    turns: TurnDetection | str | None = "server_vad",
+    calls: list[tuple[int, bool]] | None = None,
+    **actions: Any,
 ) -> list[dict[str, Any]]:
-    """Feed 16 kHz audio through a session whose decoder reads one word per 0.25 s."""
+    """Feed 16 kHz audio through a session whose decoder reads one word per 0.25 s;
+    `calls` gets (samples, final) of each decode."""
     events: list[dict[str, Any]] = []
     session = LiveSession(events.append, TurnDetection() if turns == "server_vad" else turns)  # type: ignore[arg-type]
 
     def decode(samples: np.ndarray, final: bool) -> str:
+        if calls is not None:
+            calls.append((len(samples), final))
         words = " ".join(f"w{i}" for i in range(int(len(samples) / RATE * 4)))
         return words + (" final" if final else "")
 
@@ -89,6 +95,38 @@ def test_speech_between_silences_is_one_utterance_with_its_events():
     stopped = next(e for e in events if e["event"] == "speech_stopped")
     assert 2500 <= stopped["audio_end_ms"] <= 3700
     assert events[-1]["transcript"].endswith("final") and events[-1]["item"] == 1
+
+
+def test_the_final_text_is_decoded_ahead_in_the_pause_and_redone_if_speech_goes_on():
+    events: list[dict[str, Any]] = []
+    calls: list[tuple[int, bool]] = []
+    decoded = threading.Semaphore(0)
+
+    def decode(samples: np.ndarray, final: bool) -> str:
+        calls.append((len(samples), final))
+        decoded.release()
+        return f"{len(samples)} final" if final else "partial"
+
+    session = LiveSession(events.append, TurnDetection())
+    for chunk in (noise(0.5, 0.0005), noise(2.0, 0.1), noise(0.3, 0.0005)):
+        session.feed(chunk)
+    thread = threading.Thread(target=session.decode_loop, args=(decode,))
+    thread.start()
+    assert decoded.acquire(timeout=10)
+    assert calls == [(calls[0][0], True)]  # in the pause: the final decode, ahead
+    session.feed(noise(1.0, 0.0005))  # the gate closes: nothing said since, so no decode
+    session.feed(noise(1.0, 0.1))  # the next utterance
+    session.feed(noise(0.3, 0.0005))
+    session.feed(noise(0.05, 0.1))  # a voice again after the pause: its ahead goes stale
+    session.feed(noise(1.0, 0.0005))
+    session.close()
+    thread.join(10)
+    completed = [e for e in events if e["event"] == "completed"]
+    assert completed[0]["transcript"] == f"{calls[0][0]} final"
+    # The second's text read past its late voice (prefix 0.36 s + 1.0 + 0.3 + 0.05 s), so
+    # not the ahead decoded in its pause, before that voice.
+    second = int(completed[1]["transcript"].split()[0])
+    assert (second, True) in calls[1:] and second > 1.68 * RATE
 
 
 def test_silence_alone_costs_no_decode_and_no_event():
