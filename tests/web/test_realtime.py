@@ -308,3 +308,22 @@ async def test_server_shutdown_ends_a_session_as_a_shutdown(tmp_path: Path):
         ).fetchone()
     assert row == ("cancelled", "server shutdown")
     assert not alive_in_group(job["process_group_id"])
+
+
+async def test_the_token_guards_sessions_as_it_guards_v1(aiohttp_client, make_config):
+    client = await aiohttp_client(live_app(make_config, token="s3cret"))
+    refused = await client.get("/v1/realtime?intent=transcription", headers={"Authorization": "Bearer wrong"})
+    assert refused.status == 401
+    url = str(client.make_url("/v1"))
+    good = openai.AsyncOpenAI(base_url=url, api_key="s3cret", max_retries=0)
+    async with good.realtime.connect(extra_query=INTENT) as connection:
+        assert (await recv(connection)).type == "session.created"
+    bad = openai.AsyncOpenAI(base_url=url, api_key="wrong", max_retries=0)
+    with pytest.raises(Exception, match="401"):
+        async with bad.realtime.connect(extra_query=INTENT) as connection:
+            await connection.recv()
+    cross = await client.get(
+        "/v1/realtime?intent=transcription",
+        headers={"Authorization": "Bearer s3cret", "Origin": "http://evil.example"},
+    )
+    assert cross.status == 403
