@@ -9,6 +9,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from server.config import Config
+    from server.jobs.aftercare import Aftercare
     from server.jobs.channels import Channels
     from server.jobs.orphans import OrphanReaper
     from server.jobs.runner import Runner
@@ -26,3 +27,5 @@ LAG_PROBE: web.AppKey[LagProbe] = web.AppKey("lag_probe")
 # "cgroup" or "process-group": how jobs are contained, for /api/health and the home page.
 CONTAINMENT: web.AppKey[str] = web.AppKey("containment")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse[bool]]] = web.AppKey("sockets")
+# Settles each ended job: its transcript into the database, its webhooks queued.
+AFTERCARE: web.AppKey[Aftercare] = web.AppKey("aftercare")

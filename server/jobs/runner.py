@@ -10,12 +10,10 @@ own task records the ending through `state.record_ending`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pipeline.protocol import Progress
@@ -106,6 +104,7 @@ class Runner:
         self._disconnect_timers: dict[int, asyncio.Task[None]] = {}
         self.graces_expired = 0  # disconnect graces that ran out and were acted on
         self._closing = False
+        self._on_ended: list[Callable[[int], None]] = []
 
     # -- life of the runner ------------------------------------------------------------
 
@@ -292,6 +291,7 @@ class Runner:
         running.phase.change(Phase.ENDED)
         if await record_ending(self.store, running.job_id, ending):
             self._observe_end(running, ending)
+            self._ended(running.job_id)
         await self.announce(running.job_id)
 
     def _observe_end(self, running: RunningJob, ending: Ending) -> None:
@@ -300,6 +300,20 @@ class Runner:
             self.observer.job_finished(ending.status, time.monotonic() - running.started, audio)
         except Exception:  # measuring must never break a job's ending; logged, not hidden
             log.exception("job %s: metrics observer failed", running.job_id)
+
+    def is_active(self, job_id: int) -> bool:
+        return job_id in self.queue or job_id in self.running
+
+    def on_ended(self, callback: Callable[[int], None]) -> None:
+        """callback(job_id) right after a job's ending is recorded; called, not awaited."""
+        self._on_ended.append(callback)
+
+    def _ended(self, job_id: int) -> None:
+        for callback in self._on_ended:
+            try:
+                callback(job_id)
+            except Exception:  # a listener's fault must not break the job's ending
+                log.exception("job %s: on_ended callback failed", job_id)
 
     async def announce(self, job_id: int) -> None:
         """Tell the job's channel and the job list what the row now says."""
@@ -322,6 +336,7 @@ class Runner:
             cancelled = await record_ending(self.store, job_id, cancellation(reason))
             if cancelled:
                 self.observer.job_finished(JobStatus.CANCELLED, None, 0.0)
+                self._ended(job_id)
             await self.announce(job_id)
             await self._publish_queue_positions()
             return cancelled
@@ -381,18 +396,3 @@ def status_message(view: dict[str, Any]) -> dict[str, Any]:
     keys = ("status", "progress", "exit_code", "error_message", "cancel_reason", "queue_position")
     return {"type": "status", "job": view["id"], **{key: view.get(key) for key in keys}}
 
-
-def saved_segments(out_dir: Path) -> list[dict[str, Any]]:
-    """Segments of a finished job from its transcript (or the partial one a stop leaves)."""
-    for name in ("transcript.json", "transcript.partial.json"):
-        path = out_dir / name
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            return [
-                {"start": s.get("start"), "end": s.get("end"), "text": s.get("text", "").strip()}
-                for s in data.get("segments", [])
-            ]
-    return []

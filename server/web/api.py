@@ -16,17 +16,11 @@ from server.config import Config
 from server.executors.standby import standby_status
 from server.jobs.logtail import tail_lines
 from server.jobs.observer import source_label
-from server.jobs.runner import saved_segments
 from server.jobs.state import REASON_STOPPED, JobStatus
 from server.web.errors import ApiError
+from server.web.hooks import job_webhook
 from server.web.uploads import Upload, UploadReceiver
 
-TRANSCRIPT_TYPES = {
-    "txt": "text/plain",
-    "srt": "application/x-subrip",
-    "vtt": "text/vtt",
-    "json": "application/json",
-}
 MAX_LOG_LINES = 10_000
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _LANGUAGE = re.compile(r"^(auto|[a-z]{2,3})$")
@@ -119,12 +113,16 @@ async def create_job(request: web.Request) -> web.Response:
     try:
         options = job_options(upload.fields, request)
         await check_model_is_here(options["model"], request.app[keys.CONFIG])
+        webhook_url = await job_webhook(upload.fields, request.app[keys.CONFIG])
         job = await request.app[keys.STORE].create_job(
             filename=upload.filename,
             original_path=str(upload.path),
             duration_seconds=upload.duration_seconds,
             **options,
         )
+        if webhook_url:
+            await request.app[keys.STORE].update_job(job["id"], webhook_url=webhook_url)
+            job["webhook_url"] = webhook_url
     except BaseException:
         upload.discard()
         raise
@@ -182,41 +180,10 @@ async def job_log_file(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def job_segments(request: web.Request) -> web.Response:
-    job = await _job_or_404(request)
-    live = request.app[keys.RUNNER].live_segments(job["id"])
-    if live is not None:
-        return web.json_response({"segments": live})
-    out_dir = job.get("output_path")
-    segments = await asyncio.to_thread(saved_segments, Path(out_dir)) if out_dir else []
-    return web.json_response({"segments": segments})
-
-
 async def job_metrics(request: web.Request) -> web.Response:
     job = await _job_or_404(request)
     samples = await request.app[keys.STORE].get_metrics(job["id"])
     return web.json_response({"metrics": samples})
-
-
-async def transcript(request: web.Request) -> web.StreamResponse:
-    job = await _job_or_404(request)
-    kind = request.match_info["kind"]
-    if kind not in TRANSCRIPT_TYPES:
-        raise ApiError(404, f"no transcript format {kind[:10]!r}; use txt, srt, vtt or json")
-    if job["status"] != JobStatus.COMPLETED or not job.get("output_path"):
-        raise ApiError(404, f"job {job['id']} has no transcript ({job['status']})")
-    path = Path(job["output_path"]) / f"transcript.{kind}"
-    if not path.is_file():
-        raise ApiError(404, f"job {job['id']} produced no {kind} transcript")
-    stem = Path(job["filename"]).stem or "transcript"
-    safe_stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80]
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": f"{TRANSCRIPT_TYPES[kind]}; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{safe_stem}.{kind}"',
-        },
-    )
 
 
 async def health(request: web.Request) -> web.Response:
