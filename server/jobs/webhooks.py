@@ -62,7 +62,7 @@ class WebhookSender:
 
     @property
     def lease_seconds(self) -> float:
-        return self.config.webhook_timeout + 5.0
+        return self.config.webhook_timeout + 1.0
 
     async def run(self) -> None:
         try:

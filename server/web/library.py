@@ -68,6 +68,7 @@ async def job_webhooks(request: web.Request) -> web.Response:
     delivery's state."""
     job = await job_or_404(request)
     store = request.app[keys.STORE]
-    attempts = await store.webhook_attempts(job["id"])
+    # Deliveries first: attempts read after them include every attempt their states count.
     deliveries = await store.webhook_deliveries(job["id"])
+    attempts = await store.webhook_attempts(job["id"])
     return web.json_response({"attempts": attempts, "deliveries": deliveries})
