@@ -168,7 +168,7 @@ async def search(request: web.Request) -> web.Response:
         raise ApiError(400, f"q is longer than {MAX_QUERY_CHARS} characters")
     limit = _int(request.query.get("limit"), "limit", 50) or 50
     try:
-        hits = await request.app[keys.STORE].search_segments(query, limit=min(limit, 200))
+        found = await request.app[keys.STORE].search_segments(query, limit=min(limit, 200))
     except SearchQueryError as error:
         raise ApiError(400, f"cannot read the search query: {error}") from None
-    return web.json_response({"hits": hits})
+    return web.json_response(found)
