@@ -52,6 +52,7 @@ class Aftercare:
         self.sender = sender
         self._ended: asyncio.Queue[int] = asyncio.Queue()
         self.settled = 0  # jobs done with, for tests and /api/health
+        self._current: asyncio.Future[None] | None = None
 
     def job_ended(self, job_id: int) -> None:
         """The runner's on_ended callback: queue, never wait."""
@@ -62,11 +63,16 @@ class Aftercare:
         if imported:
             log.info("read %d finished transcripts into the database", imported)
         while True:
-            await self._settle(await self._ended.get())
+            job_id = await self._ended.get()
+            # Shielded: a shutdown cancelling this loop lets drain() finish the job's aftercare.
+            self._current = asyncio.ensure_future(self._settle(job_id))
+            await asyncio.shield(self._current)
 
     async def drain(self) -> None:
         """Settle what is queued still (the endings of a shutdown), bounded in time."""
         async with asyncio.timeout(DRAIN_SECONDS):
+            if self._current is not None:
+                await self._current
             while not self._ended.empty():
                 await self._settle(self._ended.get_nowait())
 

@@ -163,3 +163,18 @@ async def test_per_job_webhook_url_is_checked(aiohttp_client, aiohttp_server, ma
     allowed = await aiohttp_client(create_app(make_config(allow_local_webhooks=True)))
     response = await upload(allowed, tone, webhook_url="http://169.254.169.254/x")
     assert response.status == 201
+
+
+async def test_a_job_ended_by_shutdown_gets_its_webhook(aiohttp_client, aiohttp_server, make_config, tone):
+    receiver = Receiver()
+    server = await aiohttp_server(receiver.app())
+    config = make_config("--lines", "100000", "--interval", "0.05", webhook_url=str(server.make_url("/h")))
+    client = await aiohttp_client(create_app(config))
+    response = await upload(client, tone, on_disconnect="keep")
+    job = await wait_status(client, (await response.json())["id"], {"running"})
+    await client.close()  # shutdown cancels the job; its webhook is queued on the way out
+    again = await aiohttp_client(create_app(config))
+    body = await wait_deliveries(again, job["id"], {"delivered"})
+    assert [a["status_code"] for a in body["attempts"]][-1] == 200
+    sent = json.loads(receiver.received[-1]["raw"])
+    assert (sent["id"], sent["status"], sent["cancel_reason"]) == (job["id"], "cancelled", "server shutdown")
