@@ -151,3 +151,44 @@ def test_search_box_links_to_the_moment(start_server: Any, page: Any, speech: Pa
     page.wait_for_url(re.compile(rf"/jobs/{first['id']}#t=2\.00$"))
     third = page.locator('#transcript li[data-id="2"]')
     expect(third).to_have_attribute("aria-current", "true", timeout=15_000)
+
+
+def test_the_list_follows_the_play_head_until_the_reader_scrolls(
+    start_server: Any, page: Any, tmp_path: Path
+) -> None:
+    clip = tmp_path / "minute.wav"
+    tone = ["synth", "60", "sine", "440", "vol", "0.1"]
+    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", str(clip), *tone], check=True)
+    server = start_server(*fake_pipeline("--lines", "60", "--segments", "60", "--interval", "0"))
+    job = finished(server, clip)
+    page.goto(f"{server.url}/jobs/{job['id']}#t=50.5")
+    current = page.locator('#transcript li[data-id="50"]')
+    expect(current).to_have_attribute("aria-current", "true", timeout=15_000)
+    expect(current).to_be_in_viewport()
+    # The reader scrolls the list back to the top: playing on must not pull it away.
+    page.locator("#transcript").hover()
+    page.mouse.wheel(0, -100_000)
+    page.wait_for_function("document.getElementById('transcript').scrollTop === 0")
+    page.evaluate("document.getElementById('player').play()")
+    later = page.locator('#transcript li[data-id="51"]')
+    expect(later).to_have_attribute("aria-current", "true", timeout=10_000)
+    assert page.evaluate("document.getElementById('transcript').scrollTop") == 0
+    # A click on a line means "follow me again".
+    page.locator('#transcript li[data-id="1"] .ts').click()
+    page.evaluate("document.getElementById('player').currentTime = 40.5")
+    expect(page.locator('#transcript li[data-id="40"]')).to_be_in_viewport()
+
+
+def test_retry_button_starts_a_new_job(start_server: Any, page: Any, speech: Path) -> None:
+    server = start_server(*fake_pipeline("--lines", "3", "--exit-code", "4"))
+    job = server.upload(speech, on_disconnect="keep")
+    assert server.wait_final(job["id"], 30)["status"] == "failed"
+    page.goto(f"{server.url}/jobs/{job['id']}")
+    retry = page.locator("#retry-button")
+    expect(retry).to_be_visible()
+    retry.click()
+    page.wait_for_url(re.compile(rf"/jobs/(?!{job['id']}$)\d+$"))
+    new_id = int(page.url.rsplit("/", 1)[1])
+    assert new_id != job["id"] and server.job(new_id)["retry_of"] == job["id"]
+    expect(page.locator("#status-badge")).to_have_text("failed", timeout=15_000)
+    assert server.job(job["id"])["status"] == "failed"
