@@ -24,7 +24,7 @@ function hitElement(hit) {
   link.href = `/jobs/${encodeURIComponent(hit.job_id)}#t=${Number(hit.start).toFixed(2)}`;
   const where = document.createElement("span");
   where.className = "search-where";
-  where.textContent = `${hit.filename} · ${formatTimestamp(hit.start)}`;
+  where.textContent = `${hit.filename} (job ${hit.job_id}) · ${formatTimestamp(hit.start)}`;
   const snippet = document.createElement("span");
   snippet.className = "search-snippet";
   snippet.innerHTML = hit.snippet;
