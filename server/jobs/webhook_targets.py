@@ -25,6 +25,10 @@ class WebhookURLError(ValueError):
     """The URL is refused; the message says why."""
 
 
+class UnresolvableError(WebhookURLError):
+    """The URL's host name does not resolve (now)."""
+
+
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         ip = ipaddress.ip_address(text.split("%", 1)[0])
@@ -80,7 +84,7 @@ async def check_job_webhook(raw: str, config: Config) -> str:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(url.host, url.port, type=socket.SOCK_STREAM)
     except OSError as e:
-        raise WebhookURLError(f"webhook_url's host {url.host!r} cannot be resolved ({e})") from None
+        raise UnresolvableError(f"webhook_url's host {url.host!r} cannot be resolved ({e})") from None
     for info in infos:
         ip = _ip(str(info[4][0]))
         if ip is None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from server.jobs.webhook_targets import UnresolvableError, WebhookURLError, check_job_webhook
 from server.store.webhooks import DELIVERED, GAVE_UP, PENDING
 from server.tasks import cancel_and_wait
 
@@ -97,24 +98,31 @@ class WebhookSender:
         status: int | None = None
         error: str | None = None
         try:
+            if delivery["url"] != self.config.webhook_url:
+                # A per-job URL: its name may resolve elsewhere now than at upload.
+                await check_job_webhook(delivery["url"], self.config)
             timeout = aiohttp.ClientTimeout(total=self.config.webhook_timeout)
             async with self.session.post(
                 delivery["url"], data=body, headers=headers, allow_redirects=False, timeout=timeout
             ) as response:
                 status = response.status
+        except UnresolvableError as e:
+            error = str(e)  # a network error: tried again
+        except WebhookURLError as refused:
+            await self._record(delivery, None, f"refused: {refused}", final=True)
+            return
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
             error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        try:
-            await self._record(delivery, status, error)
-        except sqlite3.IntegrityError:
-            pass  # the job was deleted while its webhook was on the way
-        finally:
-            self._wake.set()
+        await self._record(delivery, status, error)
 
-    async def _record(self, delivery: dict[str, Any], status: int | None, error: str | None) -> None:
+    async def _record(
+        self, delivery: dict[str, Any], status: int | None, error: str | None, *, final: bool = False
+    ) -> None:
         number = int(delivery["attempts"]) + 1
         retry_in = 0.0
-        if status is not None and 200 <= status < 300:
+        if final:
+            state = GAVE_UP
+        elif status is not None and 200 <= status < 300:
             state = DELIVERED
         elif (status is None or status >= 500 or status in _RETRY_STATUSES) and (
             number < self.config.webhook_attempts
@@ -127,6 +135,11 @@ class WebhookSender:
             "job %s: webhook to %s, attempt %d: %s (%s)",
             delivery["job_id"], delivery["url"], number, status or error, state,
         )  # fmt: skip
-        await self.store.record_webhook_attempt(
-            delivery, status_code=status, error=error, state=state, retry_in=retry_in
-        )
+        try:
+            await self.store.record_webhook_attempt(
+                delivery, status_code=status, error=error, state=state, retry_in=retry_in
+            )
+        except sqlite3.IntegrityError:
+            pass  # the job was deleted while its webhook was on the way
+        finally:
+            self._wake.set()

@@ -178,3 +178,18 @@ async def test_a_job_ended_by_shutdown_gets_its_webhook(aiohttp_client, aiohttp_
     assert [a["status_code"] for a in body["attempts"]][-1] == 200
     sent = json.loads(receiver.received[-1]["raw"])
     assert (sent["id"], sent["status"], sent["cancel_reason"]) == (job["id"], "cancelled", "server shutdown")
+
+
+async def test_per_job_url_is_checked_again_when_delivered(aiohttp_client, make_config, tone):
+    # Accepted while the operator allowed it; refused at delivery once they no longer do.
+    allowed = make_config(allow_local_webhooks=True, webhook_backoff=1.0, webhook_attempts=10)
+    own = f"http://127.0.0.1:{allowed.port}/hook"
+    client = await aiohttp_client(create_app(allowed))
+    job = await run_job(client, tone, webhook_url=own)
+    async with asyncio.timeout(20):
+        while not (await webhooks(client, job["id"]))["attempts"]:
+            await asyncio.sleep(0.05)
+    await client.close()
+    again = await aiohttp_client(create_app(make_config(webhook_backoff=1.0, webhook_attempts=10)))
+    body = await wait_deliveries(again, job["id"], {"gave_up"})
+    assert "refused: webhook_url points at this server itself" in body["attempts"][-1]["error"]
