@@ -14,6 +14,7 @@ import os
 import secrets
 import shlex
 import typing
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -74,6 +75,13 @@ def _executor(text: str) -> str:
     if name not in EXECUTORS:
         raise argparse.ArgumentTypeError(f"must be one of {', '.join(EXECUTORS)}, not {text!r}")
     return name
+
+
+def _http_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, not {text!r}")
+    return text.strip()
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -199,6 +207,7 @@ class Config:
         "POST every job's final state here when it ends, whatever its status (signed with "
         "--webhook-secret; retried on network errors and 5xx)",
         metavar="URL",
+        parse=_http_url,
     )
     webhook_secret: str | None = setting(
         None,
