@@ -61,7 +61,8 @@ CREATE TABLE transcription_jobs (
     ray_node            TEXT,                          -- the node running its entrypoint
     job_secret_hash     TEXT,                          -- sha256 of the node's one-time secret
     webhook_url         TEXT,                          -- the uploader's own webhook, or NULL
-    retry_of            INTEGER                        -- the job this one retries, or NULL
+    retry_of            INTEGER,                       -- the job this one retries, or NULL
+    settled_at          TEXT                           -- when its ending's aftercare was done
 );
 
 CREATE INDEX transcription_jobs_status ON transcription_jobs (status, id);

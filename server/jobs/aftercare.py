@@ -53,6 +53,11 @@ class Aftercare:
         self._ended: asyncio.Queue[int] = asyncio.Queue()
         self.settled = 0  # jobs done with, for tests and /api/health
         self._current: asyncio.Future[None] | None = None
+        self._following = asyncio.Event()
+
+    def following(self) -> None:
+        """The runner reports endings now: look for the ones nobody reported."""
+        self._following.set()
 
     def job_ended(self, job_id: int) -> None:
         """The runner's on_ended callback: queue, never wait."""
@@ -62,6 +67,12 @@ class Aftercare:
         imported = await import_missing(self.store)
         if imported:
             log.info("read %d finished transcripts into the database", imported)
+        # Endings no callback reported: a previous instance's jobs the orphan reaper settled
+        # before the runner started, or endings recorded as a server went down. Looked for
+        # once the callback is in place, so none falls between the two.
+        await self._following.wait()
+        for job in await self.store.unsettled_jobs():
+            self.job_ended(job["id"])
         while True:
             job_id = await self._ended.get()
             # Shielded: a shutdown cancelling this loop lets drain() finish the job's aftercare.
@@ -84,9 +95,8 @@ class Aftercare:
             if job["status"] == JobStatus.COMPLETED:
                 await ensure_stored(self.store, job)
             urls = [u for u in (self.config.webhook_url, job.get("webhook_url")) if u]
-            if urls:
-                body = json.dumps(webhook_body(job, self.config.node_url), ensure_ascii=False)
-                await self.store.queue_webhooks(job_id, urls, body)
+            body = json.dumps(webhook_body(job, self.config.node_url), ensure_ascii=False)
+            if await self.store.settle_job(job_id, urls, body) and urls:
                 self.sender.wake()
         except Exception:  # one job's aftercare must not end the others'
             log.exception("job %s: could not settle after its ending", job_id)

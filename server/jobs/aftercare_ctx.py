@@ -37,4 +37,6 @@ async def aftercare_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def follow_endings(app: web.Application) -> None:
-    app[keys.RUNNER].on_ended(app[keys.AFTERCARE].job_ended)
+    aftercare = app[keys.AFTERCARE]
+    app[keys.RUNNER].on_ended(aftercare.job_ended)
+    aftercare.following()

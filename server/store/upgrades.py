@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 
-from server.store.schema import add_columns, create_missing
+from server.jobs.state import FINAL_STATES
+from server.store.schema import JOBS_TABLE, add_columns, create_missing
+
+_ENDED = ", ".join(f"'{s.value}'" for s in sorted(FINAL_STATES))
 
 
 def migrate_v1(conn: sqlite3.Connection, now: str) -> None:
@@ -32,10 +35,16 @@ _V4_OBJECTS = (
 
 def migrate_v3(conn: sqlite3.Connection, now: str) -> None:
     """Version 3 -> 4: transcripts in the database (edits with history, full-text search),
-    webhook deliveries and their attempts, a job's own webhook URL and what it retries.
+    webhook deliveries and their attempts, a job's own webhook URL, what it retries, and
+    when its aftercare (transcript stored, webhooks queued) was done.
 
     Finished jobs' transcripts are read in from their files by the server once it runs
     (server/jobs/transcripts.py), not here: a migration must not depend on output files.
     """
-    add_columns(conn, {"webhook_url": "TEXT", "retry_of": "INTEGER"})
+    add_columns(conn, {"webhook_url": "TEXT", "retry_of": "INTEGER", "settled_at": "TEXT"})
     create_missing(conn, _V4_OBJECTS)
+    # Jobs that ended before webhooks existed are settled: none is owed a webhook now.
+    conn.execute(
+        f"UPDATE {JOBS_TABLE} SET settled_at = ? WHERE settled_at IS NULL AND status IN ({_ENDED})",
+        (now,),
+    )

@@ -7,9 +7,11 @@ from typing import Any
 
 import aiosqlite
 
-from server.store.migrate import NOW_SQL
+from server.jobs.state import FINAL_STATES
+from server.store.migrate import JOBS_TABLE, NOW_SQL
 
 PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "gave_up"
+_ENDED = ", ".join(f"'{s.value}'" for s in sorted(FINAL_STATES))
 
 
 class WebhookQueries:
@@ -19,18 +21,35 @@ class WebhookQueries:
     _fetchall: Callable[..., Awaitable[list[dict[str, Any]]]]
     _fetchone: Callable[..., Awaitable[dict[str, Any] | None]]
 
-    async def queue_webhooks(self, job_id: int, urls: list[str], body: str) -> None:
-        """One pending delivery of `body` to each URL, due now."""
+    async def settle_job(self, job_id: int, urls: list[str], body: str) -> bool:
+        """Mark an ended job's aftercare done and queue its webhook to each URL (due now),
+        in one transaction; False, queuing nothing, if it was settled already (a job is
+        settled once, even when its ending is reported twice or found again at start-up)."""
         rows = [(job_id, url, body) for url in urls]
 
-        async def write(db: aiosqlite.Connection) -> None:
+        async def write(db: aiosqlite.Connection) -> bool:
+            cursor = await db.execute(
+                f"UPDATE {JOBS_TABLE} SET settled_at = {NOW_SQL} WHERE id = ? AND settled_at IS NULL"
+                f" AND status IN ({_ENDED})",
+                (job_id,),
+            )
+            if cursor.rowcount != 1:
+                return False
             await db.executemany(
                 "INSERT INTO webhook_deliveries (job_id, url, body, next_attempt_at, created_at)"
                 f" VALUES (?, ?, ?, {NOW_SQL}, {NOW_SQL})",
                 rows,
             )
+            return True
 
-        await self._write(write)
+        return bool(await self._write(write))
+
+    async def unsettled_jobs(self) -> list[dict[str, Any]]:
+        """Ended jobs whose aftercare never ran: ended by the orphan reaper before the runner
+        was there to report it, or while the server was going down."""
+        return await self._fetchall(
+            f"SELECT id FROM {JOBS_TABLE} WHERE settled_at IS NULL AND status IN ({_ENDED}) ORDER BY id"
+        )
 
     async def claim_due_webhooks(self, lease_seconds: float, *, limit: int) -> list[dict[str, Any]]:
         """Pending deliveries whose next attempt is due, oldest first; each one's next

@@ -115,7 +115,12 @@ async def test_search_follows_edits_and_deletes(store: Store) -> None:
 
 async def test_webhook_queue_claims_and_records(store: Store) -> None:
     job = await new_job(store)
-    await store.queue_webhooks(job["id"], ["http://127.0.0.1:9/a"], '{"id": 1}')
+    assert not await store.settle_job(job["id"], ["http://127.0.0.1:9/a"], "{}")  # not ended yet
+    await store.cancel_job(job["id"], "test")
+    assert [j["id"] for j in await store.unsettled_jobs()] == [job["id"]]
+    assert await store.settle_job(job["id"], ["http://127.0.0.1:9/a"], '{"id": 1}')
+    assert not await store.settle_job(job["id"], ["http://127.0.0.1:9/a"], '{"id": 1}')  # once
+    assert await store.unsettled_jobs() == []
     (claimed,) = await store.claim_due_webhooks(30.0, limit=5)
     assert await store.claim_due_webhooks(30.0, limit=5) == []  # leased, not claimed twice
     wait = await store.seconds_to_next_webhook()
@@ -142,9 +147,10 @@ async def test_v3_database_upgrades_to_the_same_schema_as_a_fresh_one(tmp_path: 
         conn.execute(f"DROP TABLE {table}")
     conn.execute("ALTER TABLE transcription_jobs DROP COLUMN webhook_url")
     conn.execute("ALTER TABLE transcription_jobs DROP COLUMN retry_of")
+    conn.execute("ALTER TABLE transcription_jobs DROP COLUMN settled_at")
     conn.execute(
-        "INSERT INTO transcription_jobs (filename, original_path, model, created_at) "
-        "VALUES ('old.wav', '/x/old.wav', 'tiny.en', '2026-01-01 00:00:00.000')"
+        "INSERT INTO transcription_jobs (filename, original_path, model, status, created_at) "
+        "VALUES ('old.wav', '/x/old.wav', 'tiny.en', 'completed', '2026-01-01 00:00:00.000')"
     )
     conn.execute("PRAGMA user_version = 3")
     conn.commit()
@@ -153,6 +159,7 @@ async def test_v3_database_upgrades_to_the_same_schema_as_a_fresh_one(tmp_path: 
     try:
         (job,) = await store.list_jobs()
         assert job["filename"] == "old.wav" and job["webhook_url"] is None
+        assert job["settled_at"] is not None  # ended before webhooks: none owed
         await store.import_transcript(job["id"], DOCUMENT)
         assert (await store.search_segments("bold"))["hits"][0]["job_id"] == job["id"]
     finally:

@@ -193,3 +193,32 @@ async def test_per_job_url_is_checked_again_when_delivered(aiohttp_client, make_
     again = await aiohttp_client(create_app(make_config(webhook_backoff=1.0, webhook_attempts=10)))
     body = await wait_deliveries(again, job["id"], {"gave_up"})
     assert "refused: webhook_url points at this server itself" in body["attempts"][-1]["error"]
+
+
+async def test_a_job_the_orphan_reaper_settles_gets_its_webhook(
+    aiohttp_client, aiohttp_server, make_config, tmp_path
+):
+    from server.store import Store
+
+    receiver = Receiver()
+    server = await aiohttp_server(receiver.app())
+    config = make_config(webhook_url=str(server.make_url("/h")))
+    # A job a crashed instance left running: its process is gone (another boot's identity).
+    store = await Store.open(config.db_path)
+    try:
+        job = await store.create_job(
+            filename="lost.wav", original_path=str(tmp_path / "lost.wav"), duration_seconds=1.0,
+            model="tiny.en", language="en", processes=1, threads=1, chunk_seconds=0, overlap_seconds=3,
+        )  # fmt: skip
+        instance = await store.register_instance(pid=1, start_ticks=1, boot_id="an-earlier-boot")
+        await store.register_process(
+            job["id"], pid=2**22 + 7, pgid=2**22 + 7, start_ticks=1, boot_id="an-earlier-boot",
+            instance_id=instance,
+        )  # fmt: skip
+    finally:
+        await store.close()
+    client = await aiohttp_client(create_app(config))
+    await wait_deliveries(client, job["id"], {"delivered"})
+    sent = json.loads(receiver.received[-1]["raw"])
+    assert sent["id"] == job["id"] and sent["status"] == "failed"
+    assert sent["error_message"].startswith("orphaned")
