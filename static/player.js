@@ -88,7 +88,9 @@ export class TranscriptPlayer {
   onKey(event) {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.target;
-    if (isEditable(target) || (target instanceof Element && target.closest(".log-panel, dialog"))) return;
+    // The audio's own controls already answer space and the arrows.
+    if (target === this.audio || isEditable(target)) return;
+    if (target instanceof Element && target.closest(".log-panel, dialog")) return;
     if (event.key === " " && !(target instanceof HTMLButtonElement || target instanceof HTMLAnchorElement)) {
       event.preventDefault();
       if (this.audio.paused) this.audio.play().catch(() => {});
