@@ -167,9 +167,12 @@ export class TranscriptPlayer {
     li.dataset.id = s.id;
     li.dataset.start = s.start;
     li.dataset.end = s.end;
-    const time = document.createElement("span");
+    // A button, so the keyboard can play from a line too.
+    const time = document.createElement("button");
+    time.type = "button";
     time.className = "ts";
     time.textContent = `${formatTimestamp(s.start)} – ${formatTimestamp(s.end)}`;
+    time.setAttribute("aria-label", `Play from ${formatTimestamp(s.start)}`);
     const text = document.createElement("span");
     text.className = "text";
     const item = { start: Number(s.start), end: Number(s.end), li, words: [] };

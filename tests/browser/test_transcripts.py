@@ -87,6 +87,10 @@ def test_fragment_time_and_keyboard(start_server: Any, page: Any, speech: Path) 
     before = audio_time(page)
     page.locator("body").press("ArrowRight")
     wait_until(lambda: audio_time(page) >= min(before + 4.9, 4.0), 5, "ArrowRight to step on")
+    # A line's time is a button: the keyboard alone plays from a line.
+    page.locator('#transcript li[data-id="1"] .ts').focus()
+    page.keyboard.press("Enter")
+    expect(page.locator('#transcript li[data-id="1"]')).to_have_attribute("aria-current", "true")
 
 
 def test_edit_survives_a_reload_and_is_exported(start_server: Any, page: Any, speech: Path) -> None:
