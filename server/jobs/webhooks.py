@@ -70,18 +70,27 @@ class WebhookSender:
             while True:
                 self._wake.clear()
                 room = MAX_IN_FLIGHT - len(self._attempts)
+                wait = None  # all slots busy: the next attempt to finish wakes us
                 if room > 0:
                     for delivery in await self.store.claim_due_webhooks(self.lease_seconds, limit=room):
-                        task = asyncio.create_task(self._attempt(delivery), name=f"webhook-{delivery['id']}")
+                        task = asyncio.create_task(self._guarded(delivery), name=f"webhook-{delivery['id']}")
                         self._attempts.add(task)
                         task.add_done_callback(self._attempts.discard)
-                wait = await self.store.seconds_to_next_webhook()
+                    wait = await self.store.seconds_to_next_webhook()
                 with contextlib.suppress(TimeoutError):
                     # Woken by a new delivery or a finished attempt, or when the next is due.
                     async with asyncio.timeout(None if wait is None else max(0.01, wait)):
                         await self._wake.wait()
         finally:
             await asyncio.gather(*(cancel_and_wait(t) for t in list(self._attempts)))
+
+    async def _guarded(self, delivery: dict[str, Any]) -> None:
+        try:
+            await self._attempt(delivery)
+        except Exception:  # one delivery's fault must not stop the others; its lease retries it
+            log.exception("job %s: webhook delivery %s failed", delivery["job_id"], delivery["id"])
+        finally:
+            self._wake.set()
 
     async def _attempt(self, delivery: dict[str, Any]) -> None:
         body = delivery["body"].encode()
@@ -141,5 +150,3 @@ class WebhookSender:
             )
         except sqlite3.IntegrityError:
             pass  # the job was deleted while its webhook was on the way
-        finally:
-            self._wake.set()

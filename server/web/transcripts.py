@@ -85,7 +85,11 @@ async def job_segments(request: web.Request) -> web.Response:
         return web.json_response({"segments": [{"id": n, **s} for n, s in enumerate(live)]})
     if job["status"] == JobStatus.COMPLETED and await ensure_stored(request.app[keys.STORE], job):
         version = _int(request.query.get("version"), "version")
-        transcript = await _stored(request, job, version)
+        try:
+            transcript = await request.app[keys.STORE].transcript(job["id"], version)
+        except LookupError as error:
+            raise ApiError(404, str(error)) from None
+        assert transcript is not None  # ensure_stored said it is there
         return web.json_response({"version": transcript["version"], "shown": transcript["shown"],
                                   "segments": transcript["segments"]})  # fmt: skip
     out_dir = job.get("output_path")
