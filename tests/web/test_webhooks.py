@@ -222,3 +222,46 @@ async def test_a_job_the_orphan_reaper_settles_gets_its_webhook(
     sent = json.loads(receiver.received[-1]["raw"])
     assert sent["id"] == job["id"] and sent["status"] == "failed"
     assert sent["error_message"].startswith("orphaned")
+
+
+async def test_many_deliveries_at_once_are_bounded_and_all_delivered(
+    aiohttp_client, aiohttp_server, make_config
+):
+    from server import keys
+    from server.jobs.webhooks import MAX_IN_FLIGHT
+
+    arrived: list[int] = []
+    release = asyncio.Event()
+    in_flight = 0
+    most = 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        arrived.append(json.loads(await request.read())["id"])
+        if len(arrived) >= MAX_IN_FLIGHT:
+            release.set()  # every slot is taken: let them all answer
+        await release.wait()
+        in_flight -= 1
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/h", slow)
+    server = await aiohttp_server(receiver)
+    app = create_app(make_config(webhook_url=str(server.make_url("/h"))))
+    client = await aiohttp_client(app)
+    store = app[keys.STORE]
+    ids = []
+    for n in range(MAX_IN_FLIGHT + 4):
+        job = await store.create_job(
+            filename=f"{n}.wav", original_path=f"/x/{n}.wav", duration_seconds=1.0, model="tiny.en",
+            language="en", processes=1, threads=1, chunk_seconds=0, overlap_seconds=3,
+        )  # fmt: skip
+        await store.cancel_job(job["id"], "test")
+        ids.append(job["id"])
+        app[keys.AFTERCARE].job_ended(job["id"])
+    for job_id in ids:
+        await wait_deliveries(client, job_id, {"delivered"})
+    assert sorted(arrived) == ids
+    assert most == MAX_IN_FLIGHT
