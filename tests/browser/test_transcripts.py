@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Server, fake_pipeline, sync_api, wait_until
+from tests.browser.conftest import sync_api
+from tests.helpers.fake import fake_pipeline_args as fake_pipeline
+from tests.helpers.server_proc import ServerProcess as Server
+from tests.helpers.waiting import wait_for as wait_until
 
 expect = sync_api.expect
 pytestmark = pytest.mark.browser
@@ -121,7 +124,7 @@ def test_edit_survives_a_reload_and_is_exported(start_server: Any, page: Any, sp
     # A second tab still at version 1 is told, and shown the current text.
     other = page.context.new_page()
     open_job(other, server, job["id"])
-    server_version = server.get(f"/api/jobs/{job['id']}/segments")["version"]
+    server_version = server.get_json(f"/api/jobs/{job['id']}/segments")["version"]
     assert server_version == 2
     other.evaluate("window.transcriptorJob.player.version = 1")  # as if read before the edit
     other.locator('#transcript li[data-id="0"] button.edit').click()

@@ -10,7 +10,7 @@ import pytest
 
 from server.store import Store
 from server.store.transcripts import EditConflict, SearchQueryError
-from tests.store.legacy import make_legacy_db
+from tests.helpers.legacy_db import make_legacy_db
 
 DOCUMENT = {
     "language": "en",

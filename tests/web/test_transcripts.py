@@ -10,7 +10,7 @@ from typing import Any
 
 from server import keys
 from server.app import create_app
-from tests.jobs.test_jobs import upload, wait_status
+from tests.helpers.app_api import upload, wait_status
 
 FINAL = {"completed", "failed", "cancelled"}
 

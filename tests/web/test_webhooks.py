@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from server.app import create_app
+from tests.helpers.app_api import upload, wait_status
 from tests.helpers.server_proc import free_port
-from tests.jobs.test_jobs import upload, wait_status
 
 FINAL = {"completed", "failed", "cancelled"}
 SECRET = "s3cret-for-tests"
