@@ -31,19 +31,6 @@ def read_document(out_dir: Path, name: str = "transcript.json") -> dict[str, Any
     return data if isinstance(data, dict) else None
 
 
-def saved_segments(out_dir: Path) -> list[dict[str, Any]]:
-    """Segments of an ended job from its files (or the partial one a stop leaves)."""
-    for name in ("transcript.json", "transcript.partial.json"):
-        data = read_document(out_dir, name)
-        if data is not None:
-            return [
-                {"id": n, "start": s.get("start"), "end": s.get("end"), "text": s.get("text", "").strip(),
-                 "words": s.get("words", [])}
-                for n, s in enumerate(data.get("segments", []))
-            ]  # fmt: skip
-    return []
-
-
 async def ensure_stored(store: Store, job: dict[str, Any]) -> bool:
     """Read a completed job's transcript.json into the store if it is not there yet (a job
     that ended before this server version, or whose import was interrupted). True when the

@@ -30,10 +30,8 @@ async def retry_job(request: web.Request) -> web.Response:
         raise ApiError(409, str(error)) from None
     if new is None:
         raise ApiError(404, f"no job {job['id']}")
-    runner.submit(new["id"], source_label(new.get("source")))
-    view = runner.view(new)
-    request.app[keys.CHANNELS].publish_job(view)
-    return web.json_response(view, status=201)
+    runner.submit(new["id"], source_label(new.get("source")))  # queues and tells the job list
+    return web.json_response(runner.view(new), status=201)
 
 
 def _remove_files(job: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from server import keys
 from server.jobs.state import JobStatus
-from server.jobs.transcripts import document_of, ensure_stored, render, saved_segments
+from server.jobs.transcripts import document_of, ensure_stored, render
 from server.store.transcripts import EditConflict, SearchQueryError
 from server.web.api import parse_job_id
 from server.web.errors import ApiError
@@ -78,23 +78,21 @@ async def job_audio(request: web.Request) -> web.StreamResponse:
 
 
 async def job_segments(request: web.Request) -> web.Response:
-    """Live segments of a running job; a completed job's stored transcript (edits in)."""
+    """A completed job's stored transcript (edits in, `?version=N`); otherwise the
+    segments so far (live while it runs, else from its files), numbered."""
     job = await job_or_404(request)
-    live = request.app[keys.RUNNER].live_segments(job["id"])
-    if live is not None:
-        return web.json_response({"segments": [{"id": n, **s} for n, s in enumerate(live)]})
-    if job["status"] == JobStatus.COMPLETED and await ensure_stored(request.app[keys.STORE], job):
-        version = _int(request.query.get("version"), "version")
+    store = request.app[keys.STORE]
+    if job["status"] == JobStatus.COMPLETED and await ensure_stored(store, job):
         try:
-            transcript = await request.app[keys.STORE].transcript(job["id"], version)
+            stored = await store.transcript(job["id"], _int(request.query.get("version"), "version"))
         except LookupError as error:
             raise ApiError(404, str(error)) from None
-        assert transcript is not None  # ensure_stored said it is there
-        return web.json_response({"version": transcript["version"], "shown": transcript["shown"],
-                                  "segments": transcript["segments"]})  # fmt: skip
-    out_dir = job.get("output_path")
-    segments = await asyncio.to_thread(saved_segments, Path(out_dir)) if out_dir else []
-    return web.json_response({"segments": segments})
+        assert stored is not None  # ensure_stored said it is there
+        return web.json_response(
+            {"version": stored["version"], "shown": stored["shown"], "segments": stored["segments"]}
+        )
+    segments = await request.app[keys.RUNNER].segments(job)
+    return web.json_response({"segments": [{"id": n, **s} for n, s in enumerate(segments)]})
 
 
 async def transcript(request: web.Request) -> web.Response:
