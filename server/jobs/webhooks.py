@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from server.jobs.webhook_targets import UnresolvableError, WebhookURLError, check_job_webhook
-from server.store.webhooks import DELIVERED, GAVE_UP, PENDING
 from server.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -128,25 +127,20 @@ class WebhookSender:
         self, delivery: dict[str, Any], status: int | None, error: str | None, *, final: bool = False
     ) -> None:
         number = int(delivery["attempts"]) + 1
-        retry_in = 0.0
-        if final:
-            state = GAVE_UP
-        elif status is not None and 200 <= status < 300:
-            state = DELIVERED
-        elif (status is None or status >= 500 or status in _RETRY_STATUSES) and (
-            number < self.config.webhook_attempts
+        delivered = not final and status is not None and 200 <= status < 300
+        retry_in: float | None = None
+        if not (final or delivered) and number < self.config.webhook_attempts and (
+            status is None or status >= 500 or status in _RETRY_STATUSES
         ):
-            state, retry_in = PENDING, backoff(number, self.config.webhook_backoff)
-        else:
-            state = GAVE_UP
-        log.log(
-            logging.INFO if state == DELIVERED else logging.WARNING,
-            "job %s: webhook to %s, attempt %d: %s (%s)",
-            delivery["job_id"], delivery["url"], number, status or error, state,
-        )  # fmt: skip
+            retry_in = backoff(number, self.config.webhook_backoff)
         try:
-            await self.store.record_webhook_attempt(
-                delivery, status_code=status, error=error, state=state, retry_in=retry_in
+            state = await self.store.record_webhook_attempt(
+                delivery, status_code=status, error=error, delivered=delivered, retry_in=retry_in
             )
+            log.log(
+                logging.INFO if delivered else logging.WARNING,
+                "job %s: webhook to %s, attempt %d: %s (%s)",
+                delivery["job_id"], delivery["url"], number, status or error, state,
+            )  # fmt: skip
         except sqlite3.IntegrityError:
             pass  # the job was deleted while its webhook was on the way

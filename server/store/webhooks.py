@@ -89,10 +89,12 @@ class WebhookQueries:
         *,
         status_code: int | None,
         error: str | None,
-        state: str,
-        retry_in: float = 0.0,
-    ) -> None:
-        """One attempt's outcome, and the delivery's new state (and when to try again)."""
+        delivered: bool,
+        retry_in: float | None = None,
+    ) -> str:
+        """One attempt's outcome; the delivery is delivered, tried again in `retry_in`
+        seconds, or (neither) given up on. Returns its new state."""
+        state = DELIVERED if delivered else PENDING if retry_in is not None else GAVE_UP
 
         async def write(db: aiosqlite.Connection) -> None:
             await db.execute(
@@ -103,10 +105,11 @@ class WebhookQueries:
             await db.execute(
                 "UPDATE webhook_deliveries SET attempts = attempts + 1, state = ?,"
                 " next_attempt_at = strftime('%Y-%m-%d %H:%M:%f', 'now', ?) WHERE id = ?",
-                (state, f"+{max(0.0, retry_in):.3f} seconds", delivery["id"]),
+                (state, f"+{max(0.0, retry_in or 0.0):.3f} seconds", delivery["id"]),
             )
 
         await self._write(write)
+        return state
 
     async def webhook_attempts(self, job_id: int) -> list[dict[str, Any]]:
         """Every attempt to deliver the job's webhooks, oldest first."""

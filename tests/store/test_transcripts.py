@@ -125,10 +125,14 @@ async def test_webhook_queue_claims_and_records(store: Store) -> None:
     assert await store.claim_due_webhooks(30.0, limit=5) == []  # leased, not claimed twice
     wait = await store.seconds_to_next_webhook()
     assert wait is not None and 25 < wait < 30.01  # julianday keeps about a millisecond
-    await store.record_webhook_attempt(claimed, status_code=503, error=None, state="pending", retry_in=0)
+    state = await store.record_webhook_attempt(
+        claimed, status_code=503, error=None, delivered=False, retry_in=0
+    )
+    assert state == "pending"
     (again,) = await store.claim_due_webhooks(30.0, limit=5)
     assert again["attempts"] == 1
-    await store.record_webhook_attempt(again, status_code=200, error=None, state="delivered")
+    state = await store.record_webhook_attempt(again, status_code=200, error=None, delivered=True)
+    assert state == "delivered"
     assert await store.seconds_to_next_webhook() is None
     attempts = await store.webhook_attempts(job["id"])
     assert [a["status_code"] for a in attempts] == [503, 200]

@@ -168,7 +168,11 @@ async def test_per_job_webhook_url_is_checked(aiohttp_client, aiohttp_server, ma
 async def test_a_job_ended_by_shutdown_gets_its_webhook(aiohttp_client, aiohttp_server, make_config, tone):
     receiver = Receiver()
     server = await aiohttp_server(receiver.app())
-    config = make_config("--lines", "100000", "--interval", "0.05", webhook_url=str(server.make_url("/h")))
+    # Not resumed at the next start (--no-resume-interrupted): the shutdown ends the job.
+    config = make_config(
+        "--lines", "100000", "--interval", "0.05", webhook_url=str(server.make_url("/h")),
+        resume_interrupted=False,
+    )  # fmt: skip
     client = await aiohttp_client(create_app(config))
     response = await upload(client, tone, on_disconnect="keep")
     job = await wait_status(client, (await response.json())["id"], {"running"})
@@ -202,7 +206,8 @@ async def test_a_job_the_orphan_reaper_settles_gets_its_webhook(
 
     receiver = Receiver()
     server = await aiohttp_server(receiver.app())
-    config = make_config(webhook_url=str(server.make_url("/h")))
+    # Not resumed (--no-resume-interrupted): the orphan reaper ends it as failed at start-up.
+    config = make_config(webhook_url=str(server.make_url("/h")), resume_interrupted=False)
     # A job a crashed instance left running: its process is gone (another boot's identity).
     store = await Store.open(config.db_path)
     try:
