@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[test,dev,ray]'
+	$(PY) -m pip install --quiet -e '.[test,dev,ray,speakers]'
 	touch $@
 
 run: $(VENV)/.installed

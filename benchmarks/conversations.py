@@ -88,7 +88,11 @@ def _speak(text: str, voice: tuple[str, int, int], folder: Path) -> np.ndarray:
         capture_output=True,
     )
     resampled = folder / "turn16k.wav"
-    subprocess.run(["sox", "-v", "0.9", str(out), "-r", str(RATE), "-c", "1", "-b", "16", str(resampled)], check=True, capture_output=True)
+    subprocess.run(
+        ["sox", "-v", "0.9", str(out), "-r", str(RATE), "-c", "1", "-b", "16", str(resampled)],
+        check=True,
+        capture_output=True,
+    )
     with wave.open(str(resampled), "rb") as file:
         data = np.frombuffer(file.readframes(file.getnframes()), dtype=np.int16)
     return data.astype(np.float32) / 32768.0

@@ -22,6 +22,7 @@ from pipeline.argtypes import number, whole_number
 from pipeline.audio import ProbeError, probe
 from pipeline.formats import FORMATS
 from pipeline.settings import Settings
+from pipeline.speakers.stage import StageFailed
 
 if TYPE_CHECKING:
     from pipeline.standby import Standby
@@ -39,6 +40,15 @@ def _formats(text: str) -> tuple[str, ...]:
             f"unknown format(s) {', '.join(unknown) or '(none)'}; choose from {','.join(FORMATS)}"
         )
     return names
+
+
+def _speakers(text: str) -> str:
+    from pipeline.speakers import parse_speakers
+
+    try:
+        return parse_speakers(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         "must be merged by them (about 9%% of decoding time)",
     )
     add(
+        "--speakers",
+        type=_speakers,
+        default="off",
+        help="label who speaks: off, auto (count them) or a number 1-10 (needs the speakers extra)",
+    )
+    add(
         "--lifeline",
         action="store_true",
         help="stdin is a pipe from the parent: when it closes, the parent is gone and the "
@@ -217,6 +233,7 @@ def main(argv: Sequence[str] | None = None, *, standby: Standby | None = None) -
         word_timestamps=args.word_timestamps,
         initial_prompt=args.initial_prompt or None,
         temperature=args.temperature,
+        speakers=args.speakers,
     )
     run = transcribe.Run(settings, warm=standby.warm if standby else None)
     if settings.lifeline:
@@ -248,6 +265,11 @@ def main(argv: Sequence[str] | None = None, *, standby: Standby | None = None) -
         if settings.device == "cuda" and not _cuda_available():
             return _fail(say, "--device cuda: no CUDA device found", EXIT_BAD_INPUT)
         run.settings = settings = _with_model(settings, model_path)
+        if settings.speakers != "off":
+            from pipeline.speakers import missing
+
+            if reason := missing():
+                return _fail(say, reason, EXIT_BAD_INPUT)
         stage = "transcribe"
         try:
             written = transcribe.transcribe(settings, duration, say, run)
@@ -255,6 +277,9 @@ def main(argv: Sequence[str] | None = None, *, standby: Standby | None = None) -
             return _fail(say, str(error), EXIT_BAD_INPUT)
         except transcribe.WorkerFailed as error:
             return _fail(say, str(error), EXIT_FAILED)
+        except StageFailed as error:
+            # The transcript without speakers was written before the stage ran.
+            return _fail(say, f"{error}; the transcript was written without speakers", EXIT_FAILED)
         except OSError as error:
             return _fail(say, f"cannot write the transcript: {error}", EXIT_FAILED)
         say("wrote " + ", ".join(str(p) for p in written))

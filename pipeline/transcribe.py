@@ -58,9 +58,12 @@ class Run:
     merger: Merger | None = None
     warm: WarmWorker | None = None  # a worker loaded before the job (standby mode)
     preloaded: dict[int, float] = field(default_factory=dict)  # worker -> its load seconds
+    speaker_stage: tuple[Any, Connection] | None = None  # the speakers child and its pipe
+    speakers: dict[str, Any] = field(default_factory=dict)  # what the speaker stage found
 
     def worker_pids(self) -> list[int]:
-        return [p.pid for p in self.workers if p.pid is not None]
+        helper = [self.speaker_stage[0]] if self.speaker_stage else []
+        return [p.pid for p in [*self.workers, *helper] if p.pid is not None]
 
     def meta(self) -> dict[str, Any]:
         s = self.settings
@@ -84,6 +87,7 @@ class Run:
                 "device": s.device,
                 "compute_type": s.effective_compute_type,
             },
+            **({"speakers": self.speakers} if self.speakers else {}),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "memory": {
                 "leader_peak_mb": round(leader_peak_bytes() / 1_048_576, 1),
@@ -104,10 +108,14 @@ def _stop_workers(run: Run) -> None:
     for connection in run.connections.values():
         with contextlib.suppress(OSError):
             connection.close()
-    for process in run.workers:
+    if run.speaker_stage:
+        with contextlib.suppress(OSError):
+            run.speaker_stage[1].close()
+    processes = [*run.workers, *([run.speaker_stage[0]] if run.speaker_stage else [])]
+    for process in processes:
         with contextlib.suppress(OSError, ValueError):
             process.kill()
-    for process in run.workers:
+    for process in processes:
         with contextlib.suppress(ValueError):
             process.join(timeout=0.5)
 
@@ -125,7 +133,8 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
     planned = audio.plan_chunks(duration, length, settings.overlap_seconds)
     words = settings.word_timestamps
     if words is None:
-        words = len(planned) > 1  # merging overlapping chunks needs word times
+        # Merging overlapping chunks needs word times, and so does a speaker change mid-segment.
+        words = len(planned) > 1 or settings.speakers != "off"
     settings = replace(
         settings, processes=min(settings.processes, len(planned)), word_timestamps=words
     )
@@ -158,6 +167,10 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
                 process, ours = start_worker(context, number, settings)
             run.workers.append(process)
             run.connections[number] = ours
+        if settings.speakers != "off":
+            from pipeline.speakers import stage
+
+            run.speaker_stage = stage.start(cores)  # loads its model while we transcribe
 
         began = time.monotonic()
         samples = audio.decode(settings.input)
@@ -166,6 +179,8 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
         chunks = audio.plan_chunks(duration, length, settings.overlap_seconds)
         say(f"decoded {duration:.1f} s of audio in {run.timings['decode']:.2f} s")
         _collect(run, chunks, samples, say, load_began)
+        if run.speaker_stage:
+            _label_speakers(run, samples, say)
     finally:
         _stop_workers(run)
 
@@ -295,6 +310,21 @@ def _collect(
                 del run.connections[worker]
 
 
+def _label_speakers(run: Run, samples: np.ndarray, say: Say) -> None:
+    """Run the speaker stage; the transcript without speakers is written first, so a
+    stage that fails (StageFailed) still leaves it."""
+    from pipeline.speakers import stage
+
+    assert run.speaker_stage is not None
+    settings = run.settings
+    write_transcript(settings.out_dir, run.segments, run.meta(), settings.formats)
+    began = time.monotonic()
+    process, connection = run.speaker_stage
+    run.segments, found, peak = stage.run(process, connection, samples, run.segments, settings.speakers, say)
+    run.timings["speakers"] = time.monotonic() - began
+    run.speakers = {"asked": settings.speakers, "count": found, "peak_mb": round(peak / 1_048_576, 1)}
+
+
 def _release(run: Run, merger: Merger, say: Say) -> None:
     for segment in merger.ready():
         run.segments.append(segment)
@@ -311,6 +341,10 @@ def _summary(run: Run, say: Say) -> None:
     leader = leader_peak_bytes()
     peaks = [run.worker_peaks[k] for k in sorted(run.worker_peaks)]
     workers = " + ".join(_mb(p) for p in peaks) or "?"
+    if run.speakers:
+        speakers = int(run.speakers["peak_mb"] * 1_048_576)
+        peaks.append(speakers)
+        workers += f" + speakers {_mb(speakers)}"
     say(
         f"done: {run.duration:.1f} s of audio in {wall:.2f} s wall "
         f"(real-time factor {rtf:.3f}, {1 / rtf if rtf else 0:.1f}× real time); "

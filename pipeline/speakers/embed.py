@@ -58,7 +58,9 @@ def windows_of(regions: list[tuple[float, float]]) -> list[tuple[Window, int, in
             offsets.append(last)  # the region's tail gets a window too
         for first in offsets:
             begin = start + first * FRAME_SECONDS
-            planned.append((Window(begin, begin + WINDOW_FRAMES * FRAME_SECONDS, index), first, WINDOW_FRAMES))
+            planned.append(
+                (Window(begin, begin + WINDOW_FRAMES * FRAME_SECONDS, index), first, WINDOW_FRAMES)
+            )
     return planned
 
 

@@ -57,7 +57,9 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 def mel_filters() -> np.ndarray:
     """librosa.filters.mel(sr=16000, n_fft=400, n_mels=40): Slaney-normalised triangles."""
     bins = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(0.0)), _hz_to_mel(np.array(SAMPLE_RATE / 2)), N_MELS + 2))
+    edges = _mel_to_hz(
+        np.linspace(_hz_to_mel(np.array(0.0)), _hz_to_mel(np.array(SAMPLE_RATE / 2)), N_MELS + 2)
+    )
     widths = np.diff(edges)
     ramps = edges[:, None] - bins[None, :]
     lower = -ramps[:-2] / widths[:-1, None]

@@ -1,0 +1,38 @@
+"""The speaker stage's process: load the voice encoder, then for the one job it is sent,
+find speech, take voice prints and group them."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import traceback
+from multiprocessing.connection import Connection
+
+from pipeline.lifeline import arm_parent_death_signal
+
+
+def main(connection: Connection, threads: int, leader: int) -> None:
+    # The leader stops the job; a Ctrl-C in a terminal must not print a traceback here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    arm_parent_death_signal(leader)  # dies with the leader, as the decoding workers do
+    try:
+        from pipeline.speakers.cluster import cluster
+        from pipeline.speakers.embed import Encoder, speech_regions
+
+        encoder = Encoder(threads)
+        samples, count = connection.recv()
+        regions = speech_regions(samples)
+        connection.send(("note", f"{len(regions)} stretch(es) of speech"))
+        windows, vectors = encoder.embed(
+            samples, regions, lambda share: connection.send(("progress", share, "voice prints"))
+        )
+        groups = cluster(vectors, count).tolist() if len(vectors) else []
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        connection.send(("done", windows, groups, peak))
+    except (EOFError, BrokenPipeError):
+        return  # the leader is gone
+    except Exception as error:
+        line = traceback.format_exception_only(error)[-1].strip()
+        connection.send(("failed", line))
+    finally:
+        connection.close()

@@ -1,0 +1,98 @@
+"""The speaker stage, leader side: a child process finds the voices, the leader puts
+them on the words.
+
+The child is a "spawn" process like the decoding workers: it is killed with them on a
+stop or when the parent goes, it counts in the job's memory, and if it dies (a crash,
+the memory cap) the leader raises StageFailed with one line saying so.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import numpy as np
+
+from pipeline.speakers.assign import label_segments
+from pipeline.speakers.embed import Window
+from pipeline.transcript import Segment
+
+Say = Callable[[str], None]
+_POLL_SECONDS = 0.2
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def start(threads: int) -> tuple[BaseProcess, Connection]:
+    """Start the child; it loads its model while the leader transcribes."""
+    from pipeline.speakers import child
+
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(
+        target=child.main, args=(theirs, threads, os.getpid()), name="speakers", daemon=True
+    )
+    process.start()
+    theirs.close()
+    return process, ours
+
+
+def _receive(process: BaseProcess, connection: Connection) -> tuple[Any, ...]:
+    while not connection.poll(_POLL_SECONDS):
+        if process.exitcode is not None and not connection.poll():
+            raise StageFailed(f"speaker stage died (exit code {process.exitcode})")
+    try:
+        event: tuple[Any, ...] = connection.recv()
+    except EOFError:
+        process.join(timeout=1.0)
+        raise StageFailed(f"speaker stage died (exit code {process.exitcode})") from None
+    return event
+
+
+def run(
+    process: BaseProcess,
+    connection: Connection,
+    samples: np.ndarray,
+    segments: Sequence[Segment],
+    speakers: str,
+    say: Say,
+) -> tuple[list[Segment], int, int]:
+    """Label `segments`; returns them, the speakers found and the child's peak bytes."""
+    began = time.monotonic()
+    count = None if speakers == "auto" else int(speakers)
+    say(
+        f"[speakers] finding {'how many speakers' if count is None else count} "
+        f"in {len(samples) / 16000:.1f} s of audio"
+    )
+    connection.send((samples, count))
+    shown = -1
+    while True:
+        event = _receive(process, connection)
+        kind = event[0]
+        if kind == "progress":
+            percent = int(event[1] * 100)
+            if percent >= shown + 10 or percent == 100:
+                shown = percent
+                say(f"[speakers] {event[2]}: {percent}%")
+        elif kind == "note":
+            say(f"[speakers] {event[1]}")
+        elif kind == "failed":
+            raise StageFailed(f"speaker stage failed: {event[1]}")
+        elif kind == "done":
+            windows: list[Window] = event[1]
+            groups: list[int] = event[2]
+            peak: int = event[3]
+            break
+    labelled, found = label_segments(segments, windows, groups)
+    say(
+        f"[speakers] {found} speaker(s) in {len(labelled)} segment(s), "
+        f"{time.monotonic() - began:.2f} s, peak memory {peak / 1_048_576:.0f} MB"
+    )
+    return labelled, found, peak
