@@ -59,7 +59,8 @@ CREATE TABLE transcription_jobs (
     executor            TEXT,
     ray_submission_id   TEXT,                          -- never reused: a retry gets a new one
     ray_node            TEXT,                          -- the node running its entrypoint
-    job_secret_hash     TEXT                           -- sha256 of the node's one-time secret
+    job_secret_hash     TEXT,                          -- sha256 of the node's one-time secret
+    speaker_names       TEXT                           -- JSON label -> name a person gave, or NULL
 );
 
 CREATE INDEX transcription_jobs_status ON transcription_jobs (status, id);

@@ -12,6 +12,7 @@ from typing import Any
 from pipeline.transcript import Segment
 
 FORMATS = ("txt", "srt", "vtt", "json")
+SPEAKERS_FILE = "speakers.json"  # what the speaker stage found: asked, count, labels
 
 
 def _clock(seconds: float, separator: str) -> str:

@@ -7,6 +7,7 @@ defeats PR_SET_PDEATHSIG). They load the model while the leader decodes the audi
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import resource
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import audio, protocol
-from pipeline.formats import write_partial, write_transcript
+from pipeline.formats import SPEAKERS_FILE, write_atomic, write_partial, write_transcript
 from pipeline.merge import Merger
 from pipeline.settings import Settings, chunk_length, fit_to_machine, usable_cores
 from pipeline.transcript import Segment
@@ -323,6 +324,9 @@ def _label_speakers(run: Run, samples: np.ndarray, say: Say) -> None:
     run.segments, found, peak = stage.run(process, connection, samples, run.segments, settings.speakers, say)
     run.timings["speakers"] = time.monotonic() - began
     run.speakers = {"asked": settings.speakers, "count": found, "peak_mb": round(peak / 1_048_576, 1)}
+    # A small file the server reads to say how many speakers a job found.
+    labels = sorted({s.speaker for s in run.segments if s.speaker})
+    write_atomic(settings.out_dir / SPEAKERS_FILE, json.dumps({**run.speakers, "labels": labels}) + "\n")
 
 
 def _release(run: Run, merger: Merger, say: Say) -> None:

@@ -4,7 +4,6 @@ speaker changes, labels renamed A, B, ... in order of first appearance."""
 from __future__ import annotations
 
 import string
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -16,13 +15,13 @@ def label_at(windows: Sequence[Window], groups: Sequence[int], start: float, end
     """The group most windows overlapping [start, end] belong to, or the nearest window's."""
     if not windows:
         return None
-    votes: Counter[int] = Counter()
+    votes: dict[int, float] = {}
     for window, group in zip(windows, groups, strict=True):
         overlap = min(end, window.end) - max(start, window.start)
         if overlap > 0:
-            votes[group] += overlap
+            votes[group] = votes.get(group, 0.0) + overlap
     if votes:
-        return votes.most_common(1)[0][0]
+        return max(votes, key=lambda g: votes[g])
     middle = (start + end) / 2
     nearest = min(range(len(windows)), key=lambda i: abs((windows[i].start + windows[i].end) / 2 - middle))
     return groups[nearest]

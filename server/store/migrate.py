@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from server.resources import resource_path
+from server.store import migrate_speakers
 
 T = TypeVar("T")
 
 SCHEMA_PATH = resource_path("schema.sql")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 JOBS_TABLE = "transcription_jobs"
 # Long enough that 50 concurrent writers plus a CLI in another process never see
 # "database is locked"; each write transaction holds the lock for well under a millisecond.
@@ -289,6 +290,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection, str], None]] = {
     0: _migrate_v0,
     1: _migrate_v1,
     2: _migrate_v2,
+    3: migrate_speakers.migrate_v3,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,8 @@ from server.jobs.observer import source_label
 from server.jobs.runner import saved_segments
 from server.jobs.state import REASON_STOPPED, JobStatus
 from server.web.errors import ApiError
+from server.web.speakers import named_transcript, speakers_option, with_speakers
+from server.web.speakers import status as speakers_status
 from server.web.uploads import Upload, UploadReceiver
 
 TRANSCRIPT_TYPES = {
@@ -62,6 +65,7 @@ def job_options(fields: dict[str, str], request: web.Request) -> dict[str, Any]:
     overlap = _number(fields, "overlap_seconds", config.default_overlap_seconds, 0, 60)
     if chunk and overlap * 2 >= chunk:
         raise ApiError(400, "overlap_seconds must be less than half of chunk_seconds")
+    speakers = speakers_option(fields.get("speakers"))
     on_disconnect = fields.get("on_disconnect") or "cancel"
     if on_disconnect not in {"cancel", "keep"}:
         raise ApiError(400, "on_disconnect must be 'cancel' or 'keep'")
@@ -73,6 +77,7 @@ def job_options(fields: dict[str, str], request: web.Request) -> dict[str, Any]:
         "chunk_seconds": chunk,
         "overlap_seconds": overlap,
         "on_disconnect": on_disconnect,
+        **({"pipeline_options": json.dumps({"speakers": speakers})} if speakers != "off" else {}),
     }
 
 
@@ -142,7 +147,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    return web.json_response(request.app[keys.RUNNER].view(await _job_or_404(request)))
+    job = await _job_or_404(request)
+    return web.json_response(await with_speakers(job, request.app[keys.RUNNER].view(job)))
 
 
 async def stop_job(request: web.Request) -> web.Response:
@@ -210,6 +216,14 @@ async def transcript(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, f"job {job['id']} produced no {kind} transcript")
     stem = Path(job["filename"]).stem or "transcript"
     safe_stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80]
+    named = await asyncio.to_thread(named_transcript, job, kind)
+    if named is not None:  # speakers renamed: rendered with the names
+        return web.Response(
+            text=named,
+            content_type=TRANSCRIPT_TYPES[kind],
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{safe_stem}.{kind}"'},
+        )
     return web.FileResponse(
         path,
         headers={
@@ -235,6 +249,7 @@ async def health(request: web.Request) -> web.Response:
         "disconnect_timers": runner.disconnect_timers,
         "graces_expired": runner.graces_expired,
         "orphan_passes": request.app[keys.REAPER].passes,
+        "speakers": speakers_status(),
     }
     probe = request.app.get(keys.LAG_PROBE)
     if probe is not None:
