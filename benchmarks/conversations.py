@@ -104,9 +104,10 @@ def _audible(samples: np.ndarray) -> tuple[int, int]:
     return (int(loud[0]), int(loud[-1]) + 1) if len(loud) else (0, len(samples))
 
 
-def build(speakers: int, seconds: float = 150.0, seed: int = 0) -> Conversation:
-    """Build (or reuse) the conversation of `speakers` voices; return its files."""
-    folder = cache_dir()
+def build(speakers: int, seconds: float = 150.0, seed: int = 0, folder: Path | None = None) -> Conversation:
+    """Build (or reuse) the conversation of `speakers` voices in `folder` (default: the
+    cache); return its files."""
+    folder = folder or cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"dialog-{speakers}spk-{round(seconds)}s-seed{seed}"
     audio, rttm = folder / f"{stem}.wav", folder / f"{stem}.rttm"

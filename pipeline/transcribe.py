@@ -172,6 +172,7 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
             from pipeline.speakers import stage
 
             run.speaker_stage = stage.start(cores)  # loads its model while we transcribe
+            say(f"[speakers] loading the voice model in process {run.speaker_stage[0].pid}")
 
         began = time.monotonic()
         samples = audio.decode(settings.input)

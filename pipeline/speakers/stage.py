@@ -50,7 +50,7 @@ def _receive(process: BaseProcess, connection: Connection) -> tuple[Any, ...]:
             raise StageFailed(f"speaker stage died (exit code {process.exitcode})")
     try:
         event: tuple[Any, ...] = connection.recv()
-    except EOFError:
+    except (EOFError, OSError):
         process.join(timeout=1.0)
         raise StageFailed(f"speaker stage died (exit code {process.exitcode})") from None
     return event
@@ -71,7 +71,11 @@ def run(
         f"[speakers] finding {'how many speakers' if count is None else count} "
         f"in {len(samples) / 16000:.1f} s of audio"
     )
-    connection.send((samples, count))
+    try:
+        connection.send((samples, count))
+    except OSError:  # it died before it could take the work
+        process.join(timeout=1.0)
+        raise StageFailed(f"speaker stage died (exit code {process.exitcode})") from None
     shown = -1
     while True:
         event = _receive(process, connection)
