@@ -136,6 +136,8 @@ def parse_request(upload: Upload, models: dict[str, str], request: web.Request) 
     one_chunk = config.default_processes == 1 and not config.default_chunk_seconds
     if words or one_chunk:
         options["word_timestamps"] = words or not one_chunk
+    if diarize:
+        options["word_timestamps"] = True  # a change of speaker splits a segment at a word
     if stream and not diarize:
         # Batched decoding releases segments 8 windows at a time; a stream wants each one.
         # Batch size 1 keeps the batched pipeline's speed (sequential decoding measured 5×

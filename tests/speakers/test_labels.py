@@ -20,7 +20,13 @@ def _segment(*words: tuple[float, float, str]) -> Segment:
 
 
 # Group 7 speaks 0-3 s and 6-9 s, group 2 speaks 3-6 s.
-WINDOWS = [Window(0.0, 1.6, 0), Window(1.4, 3.0, 0), Window(3.0, 4.6, 1), Window(4.4, 6.0, 1), Window(6.0, 9.0, 2)]
+WINDOWS = [
+    Window(0.0, 1.6, 0),
+    Window(1.4, 3.0, 0),
+    Window(3.0, 4.6, 1),
+    Window(4.4, 6.0, 1),
+    Window(6.0, 9.0, 2),
+]
 GROUPS = [7, 7, 2, 2, 7]
 
 
@@ -29,7 +35,11 @@ def test_a_segment_is_split_where_the_speaker_changes_and_labels_follow_first_ap
     second = _segment((6.2, 7.0, " Bye."))
     labelled, count = label_segments([first, second], WINDOWS, GROUPS)
     assert count == 2
-    assert [(s.speaker, s.text) for s in labelled] == [("A", " Hello there."), ("B", " Hi, you."), ("A", " Bye.")]
+    assert [(s.speaker, s.text) for s in labelled] == [
+        ("A", " Hello there."),
+        ("B", " Hi, you."),
+        ("A", " Bye."),
+    ]
     assert [w.speaker for w in labelled[0].words] == ["A", "A"]
     assert labelled[1].start == 3.2 and labelled[1].end == 5.5
     round_trip = Segment.from_dict(json.loads(json.dumps(labelled[1].to_dict())))

@@ -85,7 +85,9 @@ def test_two_voices_are_found_and_labelled_word_by_word(tmp_path: Path, dialog: 
     mapping: dict[str, str] = {}
     right = total = 0
     for start, end, who in turns:
-        labels = [w["speaker"] for s in segments for w in s["words"] if start <= (w["start"] + w["end"]) / 2 < end]
+        labels = [
+            w["speaker"] for s in segments for w in s["words"] if start <= (w["start"] + w["end"]) / 2 < end
+        ]
         if labels:
             top = max(set(labels), key=labels.count)
             expected = mapping.setdefault(who, top)
@@ -137,7 +139,9 @@ def test_a_stop_during_the_stage_ends_the_job_and_its_children(tmp_path: Path, d
     assert code == 143, rest
     assert time.monotonic() - sent < 2.0
     assert rest[-1].startswith("stopped by SIGTERM"), rest
-    assert wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family), 5)
+    assert wait_until(
+        lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family), 5
+    )
 
 
 def test_without_word_times_segments_get_one_speaker_each(tmp_path: Path, dialog: Conversation) -> None:
