@@ -171,7 +171,8 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
         if settings.speakers != "off":
             from pipeline.speakers import stage
 
-            run.speaker_stage = stage.start(cores)  # loads its model while we transcribe
+            # One thread: it runs beside the decoding workers (stage.hand).
+            run.speaker_stage = stage.start(1)
             say(f"[speakers] loading the voice model in process {run.speaker_stage[0].pid}")
 
         began = time.monotonic()
@@ -180,9 +181,13 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
         run.duration = duration = len(samples) / audio.SAMPLE_RATE
         chunks = audio.plan_chunks(duration, length, settings.overlap_seconds)
         say(f"decoded {duration:.1f} s of audio in {run.timings['decode']:.2f} s")
+        if run.speaker_stage:
+            from pipeline.speakers import stage
+
+            stage.hand(*run.speaker_stage, samples, settings.speakers, say)
         _collect(run, chunks, samples, say, load_began)
         if run.speaker_stage:
-            _label_speakers(run, samples, say)
+            _label_speakers(run, say)
     finally:
         _stop_workers(run)
 
@@ -312,7 +317,7 @@ def _collect(
                 del run.connections[worker]
 
 
-def _label_speakers(run: Run, samples: np.ndarray, say: Say) -> None:
+def _label_speakers(run: Run, say: Say) -> None:
     """Run the speaker stage; the transcript without speakers is written first, so a
     stage that fails (StageFailed) still leaves it."""
     from pipeline.speakers import stage
@@ -321,8 +326,8 @@ def _label_speakers(run: Run, samples: np.ndarray, say: Say) -> None:
     settings = run.settings
     write_transcript(settings.out_dir, run.segments, run.meta(), settings.formats)
     began = time.monotonic()
-    process, connection = run.speaker_stage
-    run.segments, found, peak = stage.run(process, connection, samples, run.segments, settings.speakers, say)
+    stage.all_cores(run.speaker_stage[1], usable_cores())
+    run.segments, found, peak = stage.collect(*run.speaker_stage, run.segments, say)
     run.timings["speakers"] = time.monotonic() - began
     run.speakers = {"asked": settings.speakers, "count": found, "peak_mb": round(peak / 1_048_576, 1)}
     # A small file the server reads to say how many speakers a job found.

@@ -24,7 +24,7 @@ def parse_speakers(text: str) -> str:
 
 def missing() -> str | None:
     """Why speaker labels cannot run here (the extra is not installed), or None."""
-    lacking = [name for name in ("torch", "sklearn") if importlib.util.find_spec(name) is None]
+    lacking = [name for name in ("torch",) if importlib.util.find_spec(name) is None]
     try:
         from pipeline.speakers.voiceprint import MissingModel, weights_path
 

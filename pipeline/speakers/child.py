@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import resource
 import signal
+import time
 import traceback
 from multiprocessing.connection import Connection
 
@@ -19,14 +20,28 @@ def main(connection: Connection, threads: int, leader: int) -> None:
         from pipeline.speakers.cluster import cluster
         from pipeline.speakers.embed import Encoder, speech_regions
 
+        began = time.monotonic()
         encoder = Encoder(threads)
-        samples, count = connection.recv()
+        loaded = time.monotonic() - began
+        _, samples, count = connection.recv()
+        began = time.monotonic()
         regions = speech_regions(samples)
-        connection.send(("note", f"{len(regions)} stretch(es) of speech"))
-        windows, vectors = encoder.embed(
-            samples, regions, lambda share: connection.send(("progress", share, "voice prints"))
-        )
+        connection.send(
+            ("note", f"model loaded in {loaded:.2f} s; {len(regions)} stretch(es) of speech "
+             f"found in {time.monotonic() - began:.2f} s")
+        )  # fmt: skip
+
+        def progress(share: float) -> None:
+            connection.send(("progress", share, "voice prints"))
+            while connection.poll():  # the leader's word that the decoding is over
+                message = connection.recv()
+                if message[0] == "threads":
+                    encoder.use_threads(message[1])
+
+        windows, vectors = encoder.embed(samples, regions, progress)
+        began = time.monotonic()
         groups = cluster(vectors, count).tolist() if len(vectors) else []
+        connection.send(("note", f"grouped {len(vectors)} voice prints in {time.monotonic() - began:.2f} s"))
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         connection.send(("done", windows, groups, peak))
     except (EOFError, BrokenPipeError):

@@ -19,7 +19,7 @@ MAX_SPEAKERS = 10
 # Two groups whose mean voice prints are at least this alike are one speaker. Resemblyzer
 # puts one voice's windows at cosine 0.8-0.95 to their mean, different voices below 0.75.
 SAME_SPEAKER = 0.86
-MIN_WINDOWS = 10  # 10 windows 0.4 s apart: about 5 s of speech
+MIN_WINDOWS = 6  # 6 windows 0.8 s apart: about 5 s of speech
 _KEEP_SHARE = 0.25  # each row keeps its strongest quarter of links (row-wise thresholding)
 
 
@@ -72,10 +72,36 @@ def merge_groups(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
         labels[labels == groups[j]] = groups[i]
 
 
-def _kmeans(points: np.ndarray, k: int) -> np.ndarray:
-    from sklearn.cluster import KMeans
-
-    return np.asarray(KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(points))
+def _kmeans(points: np.ndarray, k: int, restarts: int = 10, rounds: int = 100) -> np.ndarray:
+    """Lloyd's k-means from k-means++ starts, the best of `restarts`. Written out: the
+    points are a few hundred rows of k numbers, and importing scikit-learn took longer
+    (seconds on a busy machine) than the clustering."""
+    rng = np.random.default_rng(0)
+    best, best_cost = np.zeros(len(points), dtype=int), np.inf
+    for _ in range(restarts):
+        centres = points[[int(rng.integers(len(points)))]]
+        while len(centres) < k:
+            distance = np.min(((points[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+            total = distance.sum()
+            pick = (
+                int(rng.choice(len(points), p=distance / total))
+                if total > 0
+                else int(rng.integers(len(points)))
+            )
+            centres = np.vstack([centres, points[pick]])
+        labels = np.zeros(len(points), dtype=int)
+        for _ in range(rounds):
+            labels = np.argmin(((points[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+            moved = np.stack(
+                [points[labels == j].mean(0) if np.any(labels == j) else centres[j] for j in range(k)]
+            )
+            if np.allclose(moved, centres):
+                break
+            centres = moved
+        cost = float(((points - centres[labels]) ** 2).sum())
+        if cost < best_cost:
+            best, best_cost = labels, cost
+    return best
 
 
 def cluster(vectors: np.ndarray, speakers: int | None) -> np.ndarray:
@@ -88,4 +114,20 @@ def cluster(vectors: np.ndarray, speakers: int | None) -> np.ndarray:
     embedding = eigenvectors[:, :k]
     embedding = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
     labels = _kmeans(embedding, k)
-    return labels if speakers else merge_groups(vectors, labels)
+    return refine(vectors, labels if speakers else merge_groups(vectors, labels))
+
+
+def refine(vectors: np.ndarray, labels: np.ndarray, rounds: int = 10) -> np.ndarray:
+    """Move each print to the group whose mean voice it is most like, until none moves.
+
+    The spectral step sees voices through their neighbourhoods; two alike voices (0.8
+    apart) can end up partly in one group there, and their own mean prints sort them out.
+    """
+    labels = labels.copy()
+    for _ in range(rounds):
+        groups = sorted(set(labels.tolist()))
+        moved = np.asarray(groups)[np.argmax(vectors @ _means(vectors, labels, groups).T, axis=1)]
+        if np.array_equal(moved, labels) or len(set(moved.tolist())) < len(groups):
+            return labels
+        labels = moved
+    return labels

@@ -8,6 +8,7 @@ the memory cap) the leader raises StageFailed with one line saying so.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -56,26 +57,31 @@ def _receive(process: BaseProcess, connection: Connection) -> tuple[Any, ...]:
     return event
 
 
-def run(
-    process: BaseProcess,
-    connection: Connection,
-    samples: np.ndarray,
-    segments: Sequence[Segment],
-    speakers: str,
-    say: Say,
-) -> tuple[list[Segment], int, int]:
-    """Label `segments`; returns them, the speakers found and the child's peak bytes."""
-    began = time.monotonic()
+def hand(process: BaseProcess, connection: Connection, samples: np.ndarray, speakers: str, say: Say) -> None:
+    """Give the child the audio as soon as it is decoded: it finds the voices while the
+    workers transcribe, filling the cores they leave idle (loading, single-threaded steps)."""
     count = None if speakers == "auto" else int(speakers)
     say(
         f"[speakers] finding {'how many speakers' if count is None else count} "
         f"in {len(samples) / 16000:.1f} s of audio"
     )
-    try:
-        connection.send((samples, count))
-    except OSError:  # it died before it could take the work
-        process.join(timeout=1.0)
-        raise StageFailed(f"speaker stage died (exit code {process.exitcode})") from None
+    # A child already dead cannot take it; collect() reports that, after the transcript.
+    with contextlib.suppress(OSError):
+        connection.send(("work", samples, count))
+
+
+def all_cores(connection: Connection, threads: int) -> None:
+    """Transcription is done: let the child use every core for what is left."""
+    with contextlib.suppress(OSError):  # it may have finished and gone already
+        connection.send(("threads", threads))
+
+
+def collect(
+    process: BaseProcess, connection: Connection, segments: Sequence[Segment], say: Say
+) -> tuple[list[Segment], int, int]:
+    """Wait for the child's voice groups and label `segments`; returns them, the count of
+    speakers found and the child's peak memory in bytes."""
+    began = time.monotonic()
     shown = -1
     while True:
         event = _receive(process, connection)
@@ -96,7 +102,7 @@ def run(
             break
     labelled, found = label_segments(segments, windows, groups)
     say(
-        f"[speakers] {found} speaker(s) in {len(labelled)} segment(s), "
-        f"{time.monotonic() - began:.2f} s, peak memory {peak / 1_048_576:.0f} MB"
+        f"[speakers] {found} speaker(s) in {len(labelled)} segment(s); waited "
+        f"{time.monotonic() - began:.2f} s after transcription; peak memory {peak / 1_048_576:.0f} MB"
     )
     return labelled, found, peak
