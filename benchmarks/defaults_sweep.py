@@ -18,7 +18,7 @@ from pathlib import Path
 
 from benchmarks import heldout, pipeline_bench
 from benchmarks.warm_start import direct_process
-from pipeline.wer import wer
+from tests.helpers.wer import wer
 
 VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("default (batch 8, beam 5, 2 threads, no words)", ()),

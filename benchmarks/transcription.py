@@ -23,7 +23,7 @@ from benchmarks import pipeline_bench
 from benchmarks.client import BenchServer
 from benchmarks.common import Row, median, p99, run_async, run_script
 from pipeline.settings import usable_cores
-from pipeline.wer import wer
+from tests.helpers.wer import wer
 
 MINUTES = 5.0
 

@@ -28,7 +28,7 @@ from benchmarks import heldout
 from benchmarks.client import BenchServer
 from benchmarks.common import REPO, Row, median, p99, run_async, run_script
 from benchmarks.transcription import through_server
-from pipeline.wer import wer
+from tests.helpers.wer import wer
 
 # The user's own program, run as `python -c DIRECT MODE PATH...`: one model load, each path
 # transcribed in turn, every segment consumed.

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipeline import lifeline, protocol
+from pipeline import lifeline, messages, protocol
 from pipeline import settings as defaults
 from pipeline.argtypes import whole_number
 from pipeline.worker import WarmWorker, start_worker
@@ -97,15 +97,20 @@ def _start_warming(model: str, threads: int, say: Callable[[str], None]) -> Warm
 
 
 def _finish_warming(warm: WarmWorker, say: Callable[[str], None]) -> WarmWorker | None:
-    try:
-        event = warm.connection.recv()
-    except EOFError:
-        code = warm.process.join(1) or warm.process.exitcode
-        event = ("failed", 1, f"worker died (exit code {code})")
-    if event[0] != "loaded":
-        say(f"error: warming up failed: {event[2]}")
+    event: messages.Event = messages.WorkerWarning(1, "")
+    while isinstance(event, messages.WorkerWarning):
+        if event.text:
+            say(f"warning: worker 1: {event.text}")
+        try:
+            event = warm.connection.recv()
+        except EOFError:
+            code = warm.process.join(1) or warm.process.exitcode
+            event = messages.Failed(1, f"worker died (exit code {code})")
+    if not isinstance(event, messages.Loaded):
+        reason = event.error if isinstance(event, messages.Failed) else repr(event)
+        say(f"error: warming up failed: {reason}")
         return None
-    warm.load_seconds = event[2]  # the worker's own count, imports and load
+    warm.load_seconds = event.seconds  # the worker's own count, imports and load
     return warm
 
 
@@ -121,25 +126,24 @@ def serve(argv: Sequence[str]) -> int:
     # The worker first: its start-up and model load are the longest part, and the imports
     # a job needs here run beside them.
     started = _start_warming(args.model, args.threads, say)
-    from pipeline import __main__ as entry
-    from pipeline import transcribe  # noqa: F401
+    from pipeline import cli, transcribe  # noqa: F401
 
     if started is None:
-        return entry.EXIT_BAD_INPUT
+        return cli.EXIT_BAD_INPUT
     standby.warm = _finish_warming(started, say)
     if standby.warm is None:
-        return entry.EXIT_BAD_INPUT
+        return cli.EXIT_BAD_INPUT
     warmed_at = time.monotonic()
     say(f"{protocol.STANDBY_READY} {args.model}, loaded in {standby.warm.load_seconds:.2f} s")
     line = standby.next_job()
     if line is None:
-        return entry.EXIT_FAILED  # on_eof is killing the group
+        return cli.EXIT_FAILED  # on_eof is killing the group
     job = json.loads(line)
     # Before anything is started for the job, so its processes carry the job's marker.
     os.environ.update({str(k): str(v) for k, v in job.get("env", {}).items()})
     say(f"warm start: took the job after {time.monotonic() - warmed_at:.2f} s ready")
     try:
-        return entry.main([str(a) for a in job["argv"]], standby=standby)
+        return cli.main([str(a) for a in job["argv"]], standby=standby)
     finally:
         if standby.warm is not None:
             standby.warm.discard()  # the job never reached its workers

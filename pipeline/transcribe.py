@@ -7,7 +7,6 @@ defeats PR_SET_PDEATHSIG). They load the model while the leader decodes the audi
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import resource
 import time
@@ -19,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import audio, protocol
-from pipeline.formats import SPEAKERS_FILE, write_atomic, write_partial, write_transcript
+from pipeline import audio, messages, protocol
+from pipeline.formats import write_partial, write_transcript
 from pipeline.merge import Merger
 from pipeline.settings import Settings, chunk_length, fit_to_machine, usable_cores
 from pipeline.transcript import Segment
@@ -161,7 +160,8 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
             warm = None
         for number in range(1, settings.processes + 1):
             if number == 1 and warm is not None:
-                warm.connection.send(settings)  # this job's decoding options from now on
+                # This job's decoding options from now on.
+                warm.connection.send(messages.UseSettings(settings))
                 process, ours = warm.process, warm.connection
                 run.preloaded[number] = warm.load_seconds
             else:
@@ -206,51 +206,12 @@ def _collect(
 
     Prints segments (merged, in time order) and progress as they come.
     """
-    merger = run.merger = Merger(chunks)
-    total = run.duration
-    lengths = sum(c.end - c.start for c in chunks) or 1.0
-    done_in_chunk = [0.0] * len(chunks)
-    waiting = list(chunks)
-    workers = {number: p for number, p in enumerate(run.workers, start=1)}
-    loaded = 0
-    transcribe_began = time.monotonic()
-    shown = -1.0
-
-    def progress() -> None:
-        nonlocal shown
-        done = min(total, sum(done_in_chunk) * total / lengths)
-        if done > shown:
-            shown = done
-            say(protocol.format_progress(done, total))
-
-    def hand_out(worker: int) -> None:
-        connection = run.connections[worker]
-        if not waiting:
-            connection.send(None)
-            return
-        chunk = waiting.pop(0)
-        say(
-            f"chunk {chunk.index + 1}/{len(chunks)} "
-            f"[{protocol.timestamp(chunk.start)} - {protocol.timestamp(chunk.end)}] "
-            f"started on worker {worker}"
-        )
-        lo, hi = round(chunk.start * audio.SAMPLE_RATE), round(chunk.end * audio.SAMPLE_RATE)
-        connection.send((chunk.index, chunk.start, samples[lo:hi]))
-
-    def on_loaded(worker: int, seconds: float, before: str = "") -> None:
-        nonlocal loaded, transcribe_began
-        loaded += 1
-        run.timings["model_load"] = max(run.timings.get("model_load", 0.0), seconds)
-        say(f"worker {worker}: model loaded in {seconds:.2f} s{before}")
-        if loaded == len(run.workers):
-            run.timings["startup"] = time.monotonic() - load_began
-            transcribe_began = time.monotonic()
-        hand_out(worker)
-
-    progress()
+    collector = _Collector(run, chunks, samples, say, load_began)
+    collector.progress()
     for worker, seconds in run.preloaded.items():
-        on_loaded(worker, seconds, " before the job (warm start)")
-    while not merger.complete:
+        collector.on_loaded(worker, seconds, " before the job (warm start)")
+    workers = dict(enumerate(run.workers, start=1))
+    while not collector.merger.complete:
         by_connection = {id(c): n for n, c in run.connections.items()}
         ready = wait(list(run.connections.values()), timeout=_POLL_SECONDS)
         if not ready:
@@ -264,45 +225,101 @@ def _collect(
         for handle in ready:
             worker = by_connection[id(handle)]
             try:
-                event: tuple[Any, ...] = run.connections[worker].recv()
+                event: messages.Event = run.connections[worker].recv()
             except EOFError:
                 code = workers[worker].exitcode
                 raise WorkerFailed(f"worker {worker} died (exit code {code})") from None
-            kind = event[0]
-            if kind == "loaded":
-                on_loaded(worker, event[2])
-            elif kind == "segment":
-                index, data = event[2], event[3]
-                segment = Segment.from_dict(data)
-                merger.add(index, segment)
-                chunk = chunks[index]
-                reached = min(segment.end, chunk.end) - chunk.start
-                done_in_chunk[index] = max(done_in_chunk[index], reached)
-                _release(run, merger, say)
-                progress()
-            elif kind == "done":
-                index, seconds, language = event[2], event[3], event[4]
-                chunk = chunks[index]
-                run.language = run.language or language
-                done_in_chunk[index] = chunk.end - chunk.start
-                speed = done_in_chunk[index] / seconds if seconds > 0 else float("inf")
-                say(
-                    f"chunk {index + 1}/{len(chunks)} finished in {seconds:.2f} s "
-                    f"({speed:.1f}× real time)"
-                )
-                merger.finish(index)
-                _release(run, merger, say)
-                progress()
-                hand_out(worker)
-            elif kind == "warning":
-                say(f"warning: worker {worker}: {event[2]}")
-            elif kind == "failed":
-                raise WorkerFailed(f"worker {worker} failed: {event[2]}")
-            elif kind == "exit":
-                run.worker_peaks[worker] = event[2]
-                del run.connections[worker]
-    run.timings["transcribe"] = time.monotonic() - transcribe_began
-    # The workers report their peak memory as they leave; wait briefly for it.
+            collector.on_event(event)
+    run.timings["transcribe"] = time.monotonic() - collector.transcribe_began
+    _await_exits(run)
+
+
+class _Collector:
+    """The leader's side of one run's chunks: who gets what, what is done, what to print."""
+
+    def __init__(
+        self, run: Run, chunks: list[audio.Chunk], samples: np.ndarray, say: Say, load_began: float
+    ) -> None:
+        self.run, self.chunks, self.samples, self.say = run, chunks, samples, say
+        self.merger = run.merger = Merger(chunks)
+        self.lengths = sum(c.end - c.start for c in chunks) or 1.0
+        self.done_in_chunk = [0.0] * len(chunks)
+        self.waiting = list(chunks)
+        self.loaded = 0
+        self.load_began = load_began
+        self.transcribe_began = time.monotonic()
+        self.shown = -1.0
+
+    def progress(self) -> None:
+        total = self.run.duration
+        done = min(total, sum(self.done_in_chunk) * total / self.lengths)
+        if done > self.shown:
+            self.shown = done
+            self.say(protocol.format_progress(done, total))
+
+    def hand_out(self, worker: int) -> None:
+        connection = self.run.connections[worker]
+        if not self.waiting:
+            connection.send(messages.NoMoreWork())
+            return
+        chunk = self.waiting.pop(0)
+        self.say(
+            f"chunk {chunk.index + 1}/{len(self.chunks)} "
+            f"[{protocol.timestamp(chunk.start)} - {protocol.timestamp(chunk.end)}] "
+            f"started on worker {worker}"
+        )
+        lo, hi = round(chunk.start * audio.SAMPLE_RATE), round(chunk.end * audio.SAMPLE_RATE)
+        connection.send(messages.Transcribe(chunk.index, chunk.start, self.samples[lo:hi]))
+
+    def on_loaded(self, worker: int, seconds: float, before: str = "") -> None:
+        run = self.run
+        self.loaded += 1
+        run.timings["model_load"] = max(run.timings.get("model_load", 0.0), seconds)
+        self.say(f"worker {worker}: model loaded in {seconds:.2f} s{before}")
+        if self.loaded == len(run.workers):
+            run.timings["startup"] = time.monotonic() - self.load_began
+            self.transcribe_began = time.monotonic()
+        self.hand_out(worker)
+
+    def on_event(self, event: messages.Event) -> None:
+        if isinstance(event, messages.Loaded):
+            self.on_loaded(event.worker, event.seconds)
+        elif isinstance(event, messages.SegmentFound):
+            segment = Segment.from_dict(event.segment)
+            self.merger.add(event.index, segment)
+            chunk = self.chunks[event.index]
+            reached = min(segment.end, chunk.end) - chunk.start
+            self.done_in_chunk[event.index] = max(self.done_in_chunk[event.index], reached)
+            _release(self.run, self.merger, self.say)
+            self.progress()
+        elif isinstance(event, messages.ChunkDone):
+            self.on_chunk_done(event)
+        elif isinstance(event, messages.WorkerWarning):
+            self.say(f"warning: worker {event.worker}: {event.text}")
+        elif isinstance(event, messages.Failed):
+            raise WorkerFailed(f"worker {event.worker} failed: {event.error}")
+        elif isinstance(event, messages.Exited):
+            self.run.worker_peaks[event.worker] = event.peak_rss_bytes
+            del self.run.connections[event.worker]
+
+    def on_chunk_done(self, event: messages.ChunkDone) -> None:
+        index, seconds = event.index, event.seconds
+        chunk = self.chunks[index]
+        self.run.language = self.run.language or event.language
+        self.done_in_chunk[index] = chunk.end - chunk.start
+        speed = self.done_in_chunk[index] / seconds if seconds > 0 else float("inf")
+        self.say(
+            f"chunk {index + 1}/{len(self.chunks)} finished in {seconds:.2f} s "
+            f"({speed:.1f}× real time)"
+        )
+        self.merger.finish(index)
+        _release(self.run, self.merger, self.say)
+        self.progress()
+        self.hand_out(event.worker)
+
+
+def _await_exits(run: Run) -> None:
+    """The workers report their peak memory as they leave; wait briefly for it."""
     deadline = time.monotonic() + 2.0
     while run.connections and time.monotonic() < deadline:
         for handle in wait(list(run.connections.values()), timeout=_POLL_SECONDS):
@@ -310,29 +327,21 @@ def _collect(
             try:
                 event = run.connections[worker].recv()
             except EOFError:
-                event = ("gone", worker)
-            if event[0] in ("exit", "gone"):
-                if event[0] == "exit":
-                    run.worker_peaks[worker] = event[2]
+                del run.connections[worker]
+                continue
+            if isinstance(event, messages.Exited):
+                run.worker_peaks[worker] = event.peak_rss_bytes
                 del run.connections[worker]
 
 
 def _label_speakers(run: Run, say: Say) -> None:
-    """Run the speaker stage; the transcript without speakers is written first, so a
-    stage that fails (StageFailed) still leaves it."""
+    """The speaker stage's result on the segments (pipeline/speakers/stage.finish)."""
     from pipeline.speakers import stage
 
     assert run.speaker_stage is not None
-    settings = run.settings
-    write_transcript(settings.out_dir, run.segments, run.meta(), settings.formats)
     began = time.monotonic()
-    stage.all_cores(run.speaker_stage[1], usable_cores())
-    run.segments, found, peak = stage.collect(*run.speaker_stage, run.segments, say)
+    run.segments, run.speakers = stage.finish(run.speaker_stage, run.segments, run.settings, run.meta(), say)
     run.timings["speakers"] = time.monotonic() - began
-    run.speakers = {"asked": settings.speakers, "count": found, "peak_mb": round(peak / 1_048_576, 1)}
-    # A small file the server reads to say how many speakers a job found.
-    labels = sorted({s.speaker for s in run.segments if s.speaker})
-    write_atomic(settings.out_dir / SPEAKERS_FILE, json.dumps({**run.speakers, "labels": labels}) + "\n")
 
 
 def _release(run: Run, merger: Merger, say: Say) -> None:

@@ -1,7 +1,7 @@
 """A worker process: load the model once, transcribe the chunks it is handed.
 
 Runs in a "spawn" child (see lifeline.py for why). It talks to the leader over one
-duplex pipe: tasks come in, events (small tuples) go out; it never prints. Plain pipes
+duplex pipe: tasks come in, events go out (messages.py); it never prints. Plain pipes
 rather than multiprocessing queues: queues hold semaphores that the resource tracker
 complains about when a stopped run leaves them behind.
 """
@@ -20,11 +20,19 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from pipeline.lifeline import arm_parent_death_signal
+from pipeline.messages import (
+    ChunkDone,
+    Exited,
+    Failed,
+    Loaded,
+    NoMoreWork,
+    SegmentFound,
+    Task,
+    Transcribe,
+    UseSettings,
+    WorkerWarning,
+)
 from pipeline.settings import Settings
-
-# A task: (chunk index, chunk start in seconds, samples); None means no more work. A
-# Settings replaces the decoding options (a warm worker takes its job's settings so).
-Task = tuple[int, float, Any] | Settings | None
 
 
 class _ForwardWarnings(logging.Handler):
@@ -36,7 +44,7 @@ class _ForwardWarnings(logging.Handler):
         self._worker = worker
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._leader.send(("warning", self._worker, record.getMessage()))
+        self._leader.send(WorkerWarning(self._worker, record.getMessage()))
 
 
 def _peak_rss_bytes() -> int:
@@ -93,14 +101,38 @@ def run_worker(worker: int, leader_pid: int, settings: Settings, leader: Connect
     except (EOFError, BrokenPipeError):
         return  # the leader is gone or done with us
     except Exception as error:
-        leader.send(("failed", worker, f"{type(error).__name__}: {error}"))
-    leader.send(("exit", worker, _peak_rss_bytes()))
+        leader.send(Failed(worker, f"{type(error).__name__}: {error}"))
+    leader.send(Exited(worker, _peak_rss_bytes()))
 
 
 def _serve(worker: int, settings: Settings, leader: Connection) -> None:
     logging.getLogger("faster_whisper").addHandler(_ForwardWarnings(leader, worker))
     logging.getLogger("faster_whisper").propagate = False
     began = time.monotonic()
+    model = _load_model(worker, settings, leader)
+    from pipeline.batching import make_pipeline
+
+    batched = make_pipeline(model, settings.replicas) if settings.batched else None
+    if settings.vad:
+        from faster_whisper.vad import get_vad_model
+
+        get_vad_model()  # made once per process; a standby makes it before its job
+    leader.send(Loaded(worker, time.monotonic() - began))
+
+    while True:
+        task: Task = leader.recv()
+        if isinstance(task, NoMoreWork):
+            return
+        if isinstance(task, UseSettings):
+            settings = task.settings
+            if settings.batched and batched is None:
+                batched = make_pipeline(model, settings.replicas)
+            continue
+        _transcribe(worker, settings, model, batched, task, leader)
+
+
+def _load_model(worker: int, settings: Settings, leader: Connection) -> Any:
+    """The WhisperModel, loaded from the int8 copy when one fits (see int8_copy.py)."""
     # tqdm (used by faster-whisper) would otherwise make a multiprocessing lock, a
     # semaphore the resource tracker reports as leaked when a stopped worker is killed.
     from tqdm import tqdm
@@ -108,7 +140,6 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
     tqdm.set_lock(threading.RLock())
     from faster_whisper import WhisperModel
 
-    from pipeline.batching import make_pipeline
     from pipeline.int8_copy import discard, int8_model
 
     load_options = {
@@ -121,69 +152,58 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
     }
     model_path = settings.model_path
     if settings.device == "cpu" and settings.effective_compute_type == "int8":
-        model_path = int8_model(model_path, lambda line: leader.send(("warning", worker, line)))
+        model_path = int8_model(model_path, lambda line: leader.send(WorkerWarning(worker, line)))
     try:
-        model = WhisperModel(model_path, **load_options)
+        return WhisperModel(model_path, **load_options)
     except (RuntimeError, ValueError, OSError) as error:
         if model_path == settings.model_path:
             raise
-        leader.send(("warning", worker, f"the int8 copy did not load ({error}); using the original"))
+        note = f"the int8 copy did not load ({error}); using the original"
+        leader.send(WorkerWarning(worker, note))
         discard(model_path)
-        model = WhisperModel(settings.model_path, **load_options)
-    batched = make_pipeline(model, settings.replicas) if settings.batched else None
-    if settings.vad:
-        from faster_whisper.vad import get_vad_model
+        return WhisperModel(settings.model_path, **load_options)
 
-        get_vad_model()  # made once per process; a standby makes it before its job
-    leader.send(("loaded", worker, time.monotonic() - began))
 
-    while True:
-        task: Task = leader.recv()
-        if task is None:
-            return
-        if isinstance(task, Settings):
-            settings = task
-            if settings.batched and batched is None:
-                batched = make_pipeline(model, settings.replicas)
-            continue
-        index, offset, samples = task
-        began = time.monotonic()
-        options: dict[str, Any] = {
-            "language": settings.language_code,
-            "beam_size": settings.beam_size,
-            # About 9% of decode time; only chunk merging and word outputs need them.
-            "word_timestamps": bool(settings.word_timestamps),
-            "initial_prompt": settings.initial_prompt,
-        }
-        if settings.temperature is not None:
-            options["temperature"] = settings.temperature
-        if settings.batched and batched is not None:
-            segments, info = batched.transcribe(
-                samples, batch_size=settings.batch_size, vad_filter=True, **options
-            )
-        else:
-            segments, info = model.transcribe(samples, vad_filter=settings.vad, **options)
-        for segment in segments:
-            words = [
-                {
-                    "start": offset + w.start,
-                    "end": offset + w.end,
-                    "word": w.word,
-                    "probability": w.probability,
-                }
-                for w in segment.words or ()
-            ]
-            data = {
-                "start": offset + segment.start,
-                "end": offset + segment.end,
-                "text": segment.text.strip(),
-                "words": words,
-                "seek": segment.seek,
-                "tokens": list(segment.tokens),
-                "temperature": segment.temperature,
-                "avg_logprob": segment.avg_logprob,
-                "compression_ratio": segment.compression_ratio,
-                "no_speech_prob": segment.no_speech_prob,
-            }
-            leader.send(("segment", worker, index, data))
-        leader.send(("done", worker, index, time.monotonic() - began, info.language))
+def _transcribe(
+    worker: int, settings: Settings, model: Any, batched: Any, task: Transcribe, leader: Connection
+) -> None:
+    """Decode one chunk, sending each segment as it comes, then ChunkDone."""
+    began = time.monotonic()
+    options: dict[str, Any] = {
+        "language": settings.language_code,
+        "beam_size": settings.beam_size,
+        # About 9% of decode time; only chunk merging and word outputs need them.
+        "word_timestamps": bool(settings.word_timestamps),
+        "initial_prompt": settings.initial_prompt,
+    }
+    if settings.temperature is not None:
+        options["temperature"] = settings.temperature
+    if settings.batched and batched is not None:
+        segments, info = batched.transcribe(
+            task.samples, batch_size=settings.batch_size, vad_filter=True, **options
+        )
+    else:
+        segments, info = model.transcribe(task.samples, vad_filter=settings.vad, **options)
+    for segment in segments:
+        leader.send(SegmentFound(worker, task.index, _segment_dict(segment, task.offset)))
+    leader.send(ChunkDone(worker, task.index, time.monotonic() - began, info.language))
+
+
+def _segment_dict(segment: Any, offset: float) -> dict[str, Any]:
+    """A faster-whisper segment as transcript.Segment.from_dict reads it, `offset` added."""
+    words = [
+        {"start": offset + w.start, "end": offset + w.end, "word": w.word, "probability": w.probability}
+        for w in segment.words or ()
+    ]
+    return {
+        "start": offset + segment.start,
+        "end": offset + segment.end,
+        "text": segment.text.strip(),
+        "words": words,
+        "seek": segment.seek,
+        "tokens": list(segment.tokens),
+        "temperature": segment.temperature,
+        "avg_logprob": segment.avg_logprob,
+        "compression_ratio": segment.compression_ratio,
+        "no_speech_prob": segment.no_speech_prob,
+    }

@@ -9,6 +9,7 @@ the memory cap) the leader raises StageFailed with one line saying so.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import time
@@ -19,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.formats import SPEAKERS_FILE, write_atomic, write_transcript
+from pipeline.settings import Settings, usable_cores
 from pipeline.speakers.assign import label_segments
 from pipeline.speakers.embed import Window
 from pipeline.transcript import Segment
@@ -106,3 +109,22 @@ def collect(
         f"{time.monotonic() - began:.2f} s after transcription; peak memory {peak / 1_048_576:.0f} MB"
     )
     return labelled, found, peak
+
+
+def finish(
+    handle: tuple[BaseProcess, Connection],
+    segments: Sequence[Segment],
+    settings: Settings,
+    meta: dict[str, Any],
+    say: Say,
+) -> tuple[list[Segment], dict[str, Any]]:
+    """After transcription: write the transcript without speakers (kept if the stage
+    fails: StageFailed), let the child finish on every core, label the segments, and
+    write speakers.json, which the server reads. Returns the segments and what was found."""
+    write_transcript(settings.out_dir, segments, meta, settings.formats)
+    all_cores(handle[1], usable_cores())
+    labelled, found, peak = collect(*handle, segments, say)
+    speakers = {"asked": settings.speakers, "count": found, "peak_mb": round(peak / 1_048_576, 1)}
+    labels = sorted({s.speaker for s in labelled if s.speaker})
+    write_atomic(settings.out_dir / SPEAKERS_FILE, json.dumps({**speakers, "labels": labels}) + "\n")
+    return labelled, speakers

@@ -34,7 +34,7 @@ DRAIN_SECONDS = 2.0
 
 def build_parser() -> argparse.ArgumentParser:
     """The pipeline's own options, with --out-dir made optional."""
-    from pipeline.__main__ import build_parser as pipeline_parser
+    from pipeline.args import build_parser as pipeline_parser
 
     parser = argparse.ArgumentParser(
         prog="transcriptor transcribe",

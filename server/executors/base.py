@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from server.procs.cgroup import JobCgroup
 from server.procs.identity import ProcessIdentity
 from server.procs.kill import KillReport
+from server.procs.sampler import Sample
 from server.procs.spawn import SpawnedProcess
 
 
@@ -58,7 +59,7 @@ class Executor(Protocol):
 
     async def wait(self, handle: JobHandle) -> int: ...
 
-    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]: ...
+    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, Sample]: ...
 
     async def kill(self, handle: JobHandle, *, grace: float) -> KillReport: ...
 

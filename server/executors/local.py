@@ -9,7 +9,6 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -17,14 +16,13 @@ from server.executors.base import JobHandle
 from server.procs.cgroup import Cgroups, CgroupUnavailable, JobCgroup, kill_cgroup, setup
 from server.procs.kill import KillReport, Target, kill_tree
 from server.procs.lines import read_lines
-from server.procs.sampler import TreeSampler
+from server.procs.sampler import MIB, Sample, TreeSampler
 from server.procs.spawn import spawn, wait_exited
 
 log = logging.getLogger(__name__)
 
 # How long the exit code may wait for the output pipe to close once the leader is gone.
 OUTPUT_CLOSE_SECONDS = 5.0
-MB = 1024 * 1024
 
 
 def containment(install_id: str, *, root: Path | None, memory_mb: int | None) -> Cgroups | None:
@@ -47,7 +45,7 @@ def containment(install_id: str, *, root: Path | None, memory_mb: int | None) ->
         "containment: one cgroup per job under %s (memory: %s, limit: %s)",
         cgroups.parent,
         memory,
-        f"{memory_mb} MB" if memory_mb is not None else "none",
+        f"{memory_mb} MiB" if memory_mb is not None else "none",
     )
     return cgroups
 
@@ -149,11 +147,11 @@ class LocalExecutor:
         kills = self._oom.get(handle.job_id, 0)
         if not kills or self.cgroups is None or self.cgroups.memory_limit is None:
             return None
-        limit = self.cgroups.memory_limit // MB
-        return f"killed by the job memory limit of {limit} MB ({kills} process(es) OOM-killed)"
+        limit = self.cgroups.memory_limit // MIB
+        return f"killed by the job memory limit of {limit} MiB ({kills} process(es) OOM-killed)"
 
-    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]:
-        def sample_all() -> dict[int, dict[str, Any]]:
+    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, Sample]:
+        def sample_all() -> dict[int, Sample]:
             trees = [h for h in handles if h.cgroup is None]
             by_pid = self.sampler.sample_many([h.pid for h in trees])
             out = {h.job_id: by_pid[h.pid] for h in trees}
@@ -165,7 +163,7 @@ class LocalExecutor:
         # psutil reads /proc for every process of every tree: keep it off the event loop.
         return await asyncio.to_thread(sample_all)
 
-    def _sample_cgroup(self, handle: JobHandle, cgroup: JobCgroup) -> dict[str, Any]:
+    def _sample_cgroup(self, handle: JobHandle, cgroup: JobCgroup) -> Sample:
         """The kernel's own counts: CPU of every process that ever ran in the cgroup,
         short-lived ones included, and its memory charge (and peak)."""
         now = time.monotonic()
@@ -179,17 +177,15 @@ class LocalExecutor:
         current, peak = cgroup.memory()
         if current is None:  # memory not in any usable hierarchy: sum the members' RSS
             current = _rss(pids)
-        sample: dict[str, Any] = {
-            "running": bool(pids),
-            "pid": handle.pid,
-            "cpu_percent": max(0.0, cpu),
-            "memory_mb": current / MB,
-            "elapsed_seconds": now - started,
-            "num_processes": len(pids),
-        }
-        if peak is not None:
-            sample["memory_peak_mb"] = peak / MB
-        return sample
+        return Sample(
+            running=bool(pids),
+            pid=handle.pid,
+            cpu_percent=max(0.0, cpu),
+            memory_bytes=current,
+            elapsed_seconds=now - started,
+            num_processes=len(pids),
+            memory_peak_bytes=peak,
+        )
 
     async def kill(self, handle: JobHandle, *, grace: float) -> KillReport:
         if handle.cgroup is not None:

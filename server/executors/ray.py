@@ -17,7 +17,7 @@ import shlex
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from server.executors.ray_cluster import STOPPED, ClusterError, NoSuchRayJob, Ra
 from server.executors.ray_orphans import write_result_files
 from server.procs.identity import MARKER_ENV, ProcessIdentity
 from server.procs.kill import KillReport
+from server.procs.sampler import Sample
 from server.procs.spawn import SpawnedProcess
 from server.store import Store
 
@@ -58,7 +59,7 @@ def new_submission_id(install_id: str, job_id: int) -> str:
 class RayJobHandle(RemoteJobHandle):
     out_dir: Path | None = None
     skip_lines: int = 0  # lines already in the job's log (a re-attach)
-    metrics: dict[str, Any] | None = None
+    metrics: Sample | None = None
     started: float = field(default_factory=time.monotonic)
     tail_done: asyncio.Event = field(default_factory=asyncio.Event)
     info: RayJobInfo | None = None
@@ -232,12 +233,14 @@ class RayExecutor:
         """Consume a wrapper's metrics or result line; True if it was one."""
         metrics = parse_metrics(line)
         if metrics is not None:
-            ray.metrics = {
-                **metrics,
-                "running": True,
-                "pid": None,
-                "elapsed_seconds": time.monotonic() - ray.started,
-            }
+            ray.metrics = Sample(
+                running=True,
+                pid=None,
+                cpu_percent=metrics.cpu_percent,
+                memory_bytes=metrics.memory_bytes,
+                elapsed_seconds=time.monotonic() - ray.started,
+                num_processes=metrics.num_processes,
+            )
             return True
         files = parse_result(line)
         if files is None:
@@ -296,13 +299,13 @@ class RayExecutor:
 
     # -- metrics and stopping ----------------------------------------------------------
 
-    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]:
+    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, Sample]:
         """The last metrics each job's wrapper reported."""
         samples = {}
         for handle in handles:
             ray = cast(RayJobHandle, handle)
             if ray.metrics is not None:
-                samples[ray.job_id] = {**ray.metrics, "elapsed_seconds": time.monotonic() - ray.started}
+                samples[ray.job_id] = replace(ray.metrics, elapsed_seconds=time.monotonic() - ray.started)
         return samples
 
     async def kill(self, handle: JobHandle, *, grace: float) -> KillReport:

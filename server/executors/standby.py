@@ -45,7 +45,7 @@ from server.executors.local import LocalExecutor
 from server.procs.cgroup import Cgroups, JobCgroup
 from server.procs.identity import MARKER_ENV, group_members
 from server.procs.kill import KillReport, Target, kill_tree
-from server.procs.sampler import TreeSampler
+from server.procs.sampler import MIB, TreeSampler
 from server.procs.spawn import SpawnedProcess, spawn, wait_exited
 
 log = logging.getLogger(__name__)
@@ -196,15 +196,15 @@ class StandbyExecutor(LocalExecutor):
                 await process.wait()
 
     def status(self) -> dict[str, Any]:
-        """How many standbys wait and warm; memory_mb needs `sample_memory`."""
+        """How many standbys wait and warm; memory_mb needs `memory_bytes`."""
         ready = sum(1 for s in self._standbys if s.ready)
         return {"ready": ready, "warming": len(self._standbys) - ready}
 
-    async def sample_memory(self) -> float:
-        """MB held by the standbys not yet taken (leader and loaded worker)."""
+    async def memory_bytes(self) -> int:
+        """Bytes held by the standbys not yet taken (leader and loaded worker)."""
         pids = [s.pid for s in self._standbys]
         samples = await asyncio.to_thread(self._memory.sample_many, pids)
-        return round(sum(s["memory_mb"] for s in samples.values()), 1)
+        return sum(s.memory_bytes for s in samples.values())
 
     # -- taking one for a job ----------------------------------------------------------
 
@@ -365,4 +365,4 @@ async def standby_status(executor: Executor) -> dict[str, Any] | None:
     """For /api/health and the home page: None when this server keeps no standbys."""
     if not isinstance(executor, StandbyExecutor):
         return None
-    return {**executor.status(), "memory_mb": await executor.sample_memory()}
+    return {**executor.status(), "memory_mb": round(await executor.memory_bytes() / MIB, 1)}

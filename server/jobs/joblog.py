@@ -66,9 +66,9 @@ class JobLog:
         data = line.encode("utf-8", "replace") + b"\n"
         if self.written + len(data) > self.cap_bytes:
             self.capped = True
-            cap_mb = self.cap_bytes / 1_000_000
+            cap_mb = self.cap_bytes / 2**20  # MiB, as --log-cap-mb is
             marker = (
-                f"{CAP_MARKER_PREFIX} of {cap_mb:g} MB; "
+                f"{CAP_MARKER_PREFIX} of {cap_mb:g} MiB; "
                 "further lines are not written here (they still stream live)\n"
             )
             self._file.write(marker.encode())

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from server.config import Config
 from server.jobs.orphans import OrphanReaper
 from server.jobs.runner import Runner
+from server.procs.sampler import MIB
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -62,21 +62,16 @@ class Monitor:
             job.metrics = sample
             channel = self.runner.channels.find(job.job_id)
             if channel is not None:
-                channel.publish({"type": "metrics", "job": job.job_id, **metrics_fields(sample)})
+                channel.publish({"type": "metrics", "job": job.job_id, **sample.fields()})
 
     async def heartbeat_once(self) -> None:
         owned = [r for r in self.runner.running.values() if r.live_handle is not None]
         await self.store.touch_instance(self.instance_id)
         await self.store.update_heartbeats([r.job_id for r in owned])
         samples = [
-            (
-                r.job_id,
-                float(r.metrics["cpu_percent"]),
-                float(r.metrics["memory_mb"]),
-                int(r.metrics["num_processes"]),
-            )
+            (r.job_id, r.metrics.cpu_percent, r.metrics.memory_bytes / MIB, r.metrics.num_processes)
             for r in owned
-            if r.metrics and r.metrics.get("running")
+            if r.metrics and r.metrics.running
         ]
         if samples:
             await self.store.record_metrics_many(samples)
@@ -92,15 +87,3 @@ class Monitor:
             log.warning("job %s: %s", report.job_id, report.reason)
             await self.runner.announce(report.job_id)
 
-
-def metrics_fields(sample: dict[str, Any]) -> dict[str, Any]:
-    fields = {
-        "cpu_percent": round(float(sample.get("cpu_percent", 0.0)), 1),
-        "memory_mb": round(float(sample.get("memory_mb", 0.0)), 1),
-        "elapsed_seconds": round(float(sample.get("elapsed_seconds", 0.0)), 1),
-        "pid": sample.get("pid"),
-        "num_processes": sample.get("num_processes", 0),
-    }
-    if "memory_peak_mb" in sample:  # only a cgroup's memory charge keeps a peak
-        fields["memory_peak_mb"] = round(float(sample["memory_peak_mb"]), 1)
-    return fields

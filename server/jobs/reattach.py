@@ -75,7 +75,7 @@ async def _follow_again(
     # Numbered on from the file, as a finished job's replay numbers its lines.
     channel.seq = max(channel.seq, len(lines))
     running.phase.change(Phase.RUNNING)
-    joblog = JobLog(log_path, cap_bytes=int(runner.config.log_cap_mb * 1_000_000))
+    joblog = JobLog(log_path, cap_bytes=runner.config.log_cap_bytes)
     try:
         await runner.announce(job_id)
         await OutputFollower(runner, running, handle, joblog).follow()

@@ -39,6 +39,7 @@ from server.jobs.state import (
     failure,
     record_ending,
 )
+from server.procs.sampler import Sample
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class RunningJob:
     cancel_reason: str | None = None  # why it is stopping; set with Phase.STOPPING
     done: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = field(default_factory=time.monotonic)
-    metrics: dict[str, Any] | None = None
+    metrics: Sample | None = None
     segments: list[dict[str, Any]] = field(default_factory=list)
     last_error_line: str | None = None
     last_line: str | None = None
@@ -162,7 +163,7 @@ class Runner:
         return {
             **job,
             "queue_position": self.queue_position(job["id"]),
-            "metrics": running.metrics if running else None,
+            "metrics": running.metrics.fields() if running and running.metrics else None,
         }
 
     async def _dispatch(self) -> None:
@@ -229,7 +230,7 @@ class Runner:
         out_dir = self.config.outputs_dir / str(job_id)
         out_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.config.logs_dir / f"job-{job_id}.log"
-        joblog = JobLog(log_path, cap_bytes=int(self.config.log_cap_mb * 1_000_000))
+        joblog = JobLog(log_path, cap_bytes=self.config.log_cap_bytes)
         await self.store.update_job(job_id, log_file_path=str(log_path), output_path=str(out_dir))
         channel = self.channels.get(job_id)
         try:

@@ -47,12 +47,12 @@ class _LiveCollector(Collector):
         cpu = GaugeMetricFamily(
             "transcriptor_jobs_cpu_percent", "CPU use of every running job's processes (100 = one core)"
         )
-        cpu.add_metric([], sum(float(s.get("cpu_percent") or 0) for s in samples))
+        cpu.add_metric([], sum(s.cpu_percent for s in samples))
         yield cpu
         memory = GaugeMetricFamily(
             "transcriptor_jobs_memory_bytes", "Resident memory of every running job's processes"
         )
-        memory.add_metric([], sum(float(s.get("memory_mb") or 0) for s in samples) * 1_000_000)
+        memory.add_metric([], sum(s.memory_bytes for s in samples))  # bytes, as sampled
         yield memory
 
 

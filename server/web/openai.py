@@ -20,7 +20,7 @@ from aiohttp import web
 
 from pipeline.models import local_models
 from server import keys
-from server.jobs.state import REASON_CLIENT_DISCONNECTED, JobStatus
+from server.jobs.state import REASON_CLIENT_DISCONNECTED, REASON_SHUTDOWN, JobStatus
 from server.web.api import job_options
 from server.web.errors import ApiError, openai_error
 from server.web.openai_diarized import diarized, known_names
@@ -141,7 +141,7 @@ def parse_request(upload: Upload, models: dict[str, str], request: web.Request) 
     if stream and not diarize:
         # Batched decoding releases segments 8 windows at a time; a stream wants each one.
         # Batch size 1 keeps the batched pipeline's speed (sequential decoding measured 5×
-        # slower, and no earlier first text); see README, "OpenAI-compatible API".
+        # slower, and no earlier first text); see docs/openai.md, "Streaming".
         options["batch_size"] = 1
     return TranscriptionRequest(model, response_format, stream, words, options, speaker_names)
 
@@ -233,7 +233,10 @@ def _event(data: dict[str, Any]) -> bytes:
 async def _failure(request: web.Request, job_id: int) -> tuple[int, str]:
     job = await request.app[keys.STORE].get_job(job_id) or {}
     if job.get("status") == JobStatus.CANCELLED:
-        return 409, f"job {job_id} was cancelled ({job.get('cancel_reason')})"
+        # OpenAI has no answer for "an operator stopped it"; 409 (ConflictError) is the
+        # nearest. A shutdown is OpenAI's 503: try again later.
+        status = 503 if job.get("cancel_reason") == REASON_SHUTDOWN else 409
+        return status, f"job {job_id} was cancelled ({job.get('cancel_reason')})"
     return 500, f"transcription failed (job {job_id}): {job.get('error_message') or 'unknown error'}"
 
 
@@ -242,7 +245,10 @@ async def _final_answer(request: web.Request, job_id: int, asked: TranscriptionR
     job = await store.get_job(job_id)
     if job is None or job["status"] != JobStatus.COMPLETED or not job.get("output_path"):
         status, message = await _failure(request, job_id)
-        return web.json_response(openai_error(status, message), status=status)
+        # The SDK retries 409 and 5xx by default, and each retry would be a new job: a
+        # job its user stopped, or one that failed, is not run again behind their back.
+        headers = {} if status == 503 else {"x-should-retry": "false"}
+        return web.json_response(openai_error(status, message), status=status, headers=headers)
     document = await asyncio.to_thread(read_transcript, Path(job["output_path"]))
     segments = document.get("segments", [])
     text = document.get("text") or " ".join(s.get("text", "").strip() for s in segments)

@@ -12,22 +12,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psutil
 import pytest
 
-from pipeline.wer import wer
 from server import keys
 from server.app import create_app
 from server.config import Config
 from server.executors.local import LocalExecutor
 from server.executors.standby import StandbyExecutor
 from server.procs.identity import MARKER_ENV
-from tests.helpers.audio import SPEECH_CLIP
+from tests.helpers.app_api import upload, wait_status
+from tests.helpers.audio import FIXTURE_SENTENCE, SPEECH_CLIP, repeated_speech
+from tests.helpers.health import health
 from tests.helpers.procs import alive_in_group
-from tests.jobs.test_jobs import upload as upload_bytes
-from tests.jobs.test_jobs import wait_status
-from tests.pipeline.conftest import FIXTURE_SENTENCE, repeated_speech
+from tests.helpers.wer import wer
 
 pytestmark = pytest.mark.slow
 
@@ -46,21 +44,6 @@ def real_config(make_config: Callable[..., Config]) -> Callable[..., Config]:
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never wait on the network for a model
-
-
-async def upload(client: Any, path: Path, **fields: Any) -> Any:
-    if path.stat().st_size < 1_000_000:
-        return await upload_bytes(client, path, **fields)
-    form = aiohttp.FormData()
-    with path.open("rb") as data:  # aiohttp refuses large bytes values; a file streams
-        form.add_field("file", data, filename=path.name)
-        for name, value in fields.items():
-            form.add_field(name, str(value))
-        return await client.post("/api/jobs", data=form)
-
-
-async def health(client: Any) -> dict[str, Any]:
-    return dict(await (await client.get("/api/health")).json())
 
 
 async def wait_ready(client: Any, count: int = 1) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from server.jobs.state import (
     decide_ending,
 )
 from server.store import Store
+from tests.helpers.app_api import upload, wait_for_line, wait_status
 from tests.helpers.procs import alive_in_group
-from tests.jobs.test_jobs import upload, wait_for_line, wait_status
 
 
 def test_phase_moves_only_along_the_table():

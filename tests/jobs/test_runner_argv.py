@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.__main__ import build_parser
+from pipeline.args import build_parser
 from server.config import Config
 from server.jobs.argv import pipeline_argv
 from server.store import Store
-from tests.store.legacy import make_legacy_db
+from tests.helpers.legacy_db import make_legacy_db
 
 
 def parsed(config: Config, job: dict, out_dir: Path):
@@ -59,7 +59,7 @@ def test_model_downloads_reach_the_pipeline_only_when_allowed(make_config, tmp_p
     allowed = pipeline_argv(make_config(allow_model_downloads=True), job, tmp_path)
     assert "--allow-download" in allowed
     # The real pipeline's parser accepts what the server sends.
-    from pipeline.__main__ import build_parser
+    from pipeline.args import build_parser
 
     command_length = len(make_config().pipeline_command)
     assert build_parser().parse_args(allowed[command_length:]).allow_download is True

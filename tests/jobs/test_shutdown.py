@@ -7,8 +7,8 @@ from aiohttp import WSCloseCode
 
 from server.app import create_app
 from server.store import Store
+from tests.helpers.app_api import upload, wait_for_line, wait_status
 from tests.helpers.procs import alive_in_group
-from tests.jobs.test_jobs import upload, wait_for_line, wait_status
 
 
 async def test_shutdown_closes_sockets_and_cancels_jobs(aiohttp_client, make_config, tone):

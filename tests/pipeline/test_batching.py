@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from pipeline.batching import ReplicatedPipeline, even_batches, make_pipeline
-
-from .conftest import repeated_speech
+from tests.helpers.audio import repeated_speech
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.formats import to_srt, to_vtt, write_transcript
 from pipeline.transcript import Segment, Word
-from pipeline.wer import wer
+from tests.helpers.wer import wer
 
 
 def test_wer_ignores_case_and_punctuation() -> None:

@@ -19,7 +19,7 @@ from server.executors.local import LocalExecutor, containment
 from server.procs.cgroup import Cgroups, CgroupUnavailable, mounts, own_cgroups, setup
 from tests.helpers.cgroups import require_cgroups
 from tests.helpers.children import script
-from tests.helpers.procs import is_alive
+from tests.helpers.procs import daemon_pid, is_alive
 
 DAEMON_SECONDS = 30.0  # the daemon's own end, should it escape
 
@@ -64,13 +64,6 @@ async def finish(executor: LocalExecutor, handle: JobHandle) -> int:
     code = await executor.wait(handle)
     executor.release(handle)
     return code
-
-
-def daemon_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 async def test_the_daemon_that_sheds_every_trace_dies_with_a_stop(cgroups: Cgroups, tmp_path: Path) -> None:
@@ -122,7 +115,7 @@ async def test_a_memory_hog_is_killed_by_the_kernel_alone_and_named(tmp_path: Pa
         assert code == -9, code
         reason = executor.end_reason(hog)  # read before release, as the runner does
         executor.release(hog)
-        assert reason is not None and "memory limit of 64 MB" in reason, reason
+        assert reason is not None and "memory limit of 64 MiB" in reason, reason
         assert is_alive(neighbour.pid)
         assert executor.end_reason(neighbour) is None
         await executor.kill(neighbour, grace=0.5)
@@ -141,11 +134,11 @@ async def test_short_lived_children_are_counted(cgroups: Cgroups) -> None:
     while time.monotonic() - began < 3:
         samples.append((await executor.sample([handle]))[handle.job_id])
         await asyncio.sleep(0.5)
-    cpu = statistics.mean(s["cpu_percent"] for s in samples[1:])
+    cpu = statistics.mean(s.cpu_percent for s in samples[1:])
     # Each child burns a core for its 0.3 s life: even on a busy machine well above 20%.
     assert cpu > 20, samples
-    assert all(s["memory_mb"] > 0 for s in samples), samples
-    assert "memory_peak_mb" in samples[-1] or not cgroups.memory_accounted
+    assert all(s.memory_bytes > 0 for s in samples), samples
+    assert samples[-1].memory_peak_bytes is not None or not cgroups.memory_accounted
     await finish(executor, handle)
 
 
@@ -158,8 +151,8 @@ async def test_the_same_churn_is_invisible_to_the_tree_sampler() -> None:
     for _ in range(4):
         await asyncio.sleep(0.5)
         samples.append((await executor.sample([handle]))[handle.job_id])
-    assert max(s["cpu_percent"] for s in samples) < 100 * 4, samples  # no cgroup keys
-    assert all("memory_peak_mb" not in s for s in samples)
+    assert max(s.cpu_percent for s in samples) < 100 * 4, samples
+    assert all(s.memory_peak_bytes is None for s in samples)  # only a cgroup keeps a peak
     await finish(executor, handle)
 
 
@@ -195,7 +188,7 @@ async def test_the_sweep_leaves_a_job_that_started_after_the_rows_were_read(
     job's cgroup was swept as a leftover and the job killed."""
     from server.jobs.orphans import OrphanReaper
     from server.store import Store
-    from tests.store.util import job_args
+    from tests.helpers.store_rows import job_args
 
     store = await Store.open(tmp_path / "t.db")
     executor = executor_for(cgroups)

@@ -15,15 +15,11 @@ import aiohttp
 import psutil
 import pytest
 
-from tests.helpers.server_proc import (
-    ServerProcess,
-    alive,
-    helper_pids,
-    proc_key,
-    raw_ws_open,
-    wait_for,
-    ws_text_frame,
-)
+from tests.helpers.fake import helper_pids
+from tests.helpers.procs import alive, proc_key
+from tests.helpers.raw_ws import raw_ws_open, ws_text_frame
+from tests.helpers.server_proc import ServerProcess
+from tests.helpers.waiting import wait_for
 
 KILL_GRACE = 1.0  # what conftest's servers run with
 # The full 1 GB: about 85 s on 2 cores (12 MB/s of 100-byte lines); it took

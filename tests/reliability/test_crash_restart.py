@@ -19,7 +19,9 @@ import psutil
 import pytest
 
 from tests.helpers.audio import JFK, SPEECH_CLIP
-from tests.helpers.server_proc import ServerProcess, alive, proc_key, wait_for
+from tests.helpers.procs import alive, proc_key
+from tests.helpers.server_proc import ServerProcess
+from tests.helpers.waiting import wait_for
 
 KILLS = 20
 AUDIO = JFK if JFK.exists() else SPEECH_CLIP

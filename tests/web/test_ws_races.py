@@ -11,8 +11,8 @@ import pytest
 
 from server import keys
 from server.app import create_app
-from tests.jobs.test_jobs import upload, wait_status
-from tests.web.wsclient import collect_until, is_final_status
+from tests.helpers.app_api import upload, wait_status
+from tests.helpers.wsclient import collect_until, is_final_status
 
 FINAL = {"completed", "failed", "cancelled"}
 

@@ -1,0 +1,90 @@
+"""What the leader and its workers say to each other over their pipe, one class a message.
+
+Each message is a small frozen dataclass, pickled by multiprocessing's Connection. The
+leader sends `Task`s (a piece of audio, new settings, or `NoMoreWork`); a worker sends
+`Event`s back, each naming the worker it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.settings import Settings
+
+
+# -- leader -> worker ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Transcribe:
+    """Transcribe these samples; their times are `offset` seconds into the file."""
+
+    index: int  # the chunk's number, echoed back in the events about it
+    offset: float
+    samples: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class UseSettings:
+    """Decode with these options from now on (a warm worker takes its job's so)."""
+
+    settings: Settings
+
+
+@dataclass(frozen=True, slots=True)
+class NoMoreWork:
+    """Every chunk is handed out: report the peak memory and leave."""
+
+
+Task = Transcribe | UseSettings | NoMoreWork
+
+
+# -- worker -> leader ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    worker: int
+    seconds: float  # imports and model load, as the worker counted them
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentFound:
+    worker: int
+    index: int
+    segment: dict[str, Any]  # transcript.Segment.to_dict()'s form, absolute times
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkDone:
+    worker: int
+    index: int
+    seconds: float
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerWarning:
+    """A warning the worker's libraries logged; the leader prints it."""
+
+    worker: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    worker: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    worker: int
+    peak_rss_bytes: int
+
+
+Event = Loaded | SegmentFound | ChunkDone | WorkerWarning | Failed | Exited
