@@ -16,9 +16,10 @@ import pytest
 from openai.types.audio import TranscriptionDiarized
 
 from server.app import create_app
+from tests.helpers.app_api import wait_status
+from tests.helpers.fake import fake_pipeline_args
 from tests.helpers.health import health
-from tests.helpers.server_proc import ServerProcess, fake_pipeline_args
-from tests.jobs.test_jobs import wait_status
+from tests.helpers.server_proc import ServerProcess
 
 
 async def upload(client: Any, path: Path, **fields: str) -> Any:
