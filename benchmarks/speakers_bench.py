@@ -103,14 +103,18 @@ def rows(quick: bool = False) -> list[Row]:
             "; ".join(f"{r['name']}: {r['found']}" for r in measured),
         )
     )  # fmt: skip
-    ratios = [r["ratio"] for r in measured]
-    out.append(
-        Row(
-            "speakers: speed", "job with / without speakers", "upload → completed ratio",
-            len(ratios), median(ratios), p99(ratios), f"≤ {SPEED_GOAL:g}×", max(ratios) <= SPEED_GOAL,
-            "; ".join(f"{r['name']}: {r['speakers_s']:.1f} s vs {r['plain_s']:.1f} s" for r in measured),
-        )
-    )  # fmt: skip
+    # Conversations and the short real clip apart: on an 11 s clip the stage's fixed start
+    # (a process, importing torch: about 1.5 s) weighs against a second of transcription.
+    for label, group in (("conversations", [r for r in measured if "der" in r]),
+                         ("short real clip", [r for r in measured if "der" not in r])):
+        ratios = [r["ratio"] for r in group]
+        out.append(
+            Row(
+                "speakers: speed", f"{label}: job with / without speakers", "upload → completed ratio",
+                len(ratios), median(ratios), p99(ratios), f"≤ {SPEED_GOAL:g}×", max(ratios) <= SPEED_GOAL,
+                "; ".join(f"{r['name']}: {r['speakers_s']:.1f} s vs {r['plain_s']:.1f} s" for r in group),
+            )
+        )  # fmt: skip
     peaks = [r["peak_mb"] for r in measured]
     out.append(
         Row(
