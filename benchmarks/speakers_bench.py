@@ -105,8 +105,10 @@ def rows(quick: bool = False) -> list[Row]:
     )  # fmt: skip
     # Conversations and the short real clip apart: on an 11 s clip the stage's fixed start
     # (a process, importing torch: about 1.5 s) weighs against a second of transcription.
-    for label, group in (("conversations", [r for r in measured if "der" in r]),
-                         ("short real clip", [r for r in measured if "der" not in r])):
+    for label, group in (
+        ("conversations", [r for r in measured if "der" in r]),
+        ("short real clip", [r for r in measured if "der" not in r]),
+    ):
         ratios = [r["ratio"] for r in group]
         out.append(
             Row(
