@@ -394,7 +394,6 @@ def saved_segments(out_dir: Path) -> list[dict[str, Any]]:
                 continue
             return [
                 {"start": s.get("start"), "end": s.get("end"), "text": s.get("text", "").strip()}
-                | ({"speaker": s["speaker"]} if s.get("speaker") else {})
                 for s in data.get("segments", [])
             ]
     return []

@@ -20,7 +20,7 @@ from server.jobs.observer import source_label
 from server.jobs.runner import saved_segments
 from server.jobs.state import REASON_STOPPED, JobStatus
 from server.web.errors import ApiError
-from server.web.speakers import named_transcript, speakers_option, with_speakers
+from server.web.speakers import named_transcript, speakers_option, with_labels, with_speakers
 from server.web.speakers import status as speakers_status
 from server.web.uploads import Upload, UploadReceiver
 
@@ -195,7 +195,7 @@ async def job_segments(request: web.Request) -> web.Response:
         return web.json_response({"segments": live})
     out_dir = job.get("output_path")
     segments = await asyncio.to_thread(saved_segments, Path(out_dir)) if out_dir else []
-    return web.json_response({"segments": segments})
+    return web.json_response({"segments": await asyncio.to_thread(with_labels, job, segments)})
 
 
 async def job_metrics(request: web.Request) -> web.Response:

@@ -72,6 +72,19 @@ async def with_speakers(job: dict[str, Any], view: dict[str, Any]) -> dict[str, 
     return view
 
 
+def with_labels(job: dict[str, Any], segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A finished job's saved segments with their `speaker`, when it asked for speakers."""
+    out = job.get("output_path")
+    path = Path(out) / "transcript.json" if out else None
+    if found(job) is None or path is None or not path.is_file():
+        return segments
+    saved = json.loads(path.read_text(encoding="utf-8")).get("segments", [])
+    if len(saved) != len(segments):  # the partial transcript of a stopped job
+        return segments
+    pairs = zip(segments, saved, strict=True)
+    return [{**s, "speaker": d["speaker"]} if d.get("speaker") else s for s, d in pairs]
+
+
 def named_transcript(job: dict[str, Any], kind: str) -> str | None:
     """The transcript in `kind` with the job's speaker names, or None when none are set."""
     names = _names(job)
