@@ -48,9 +48,14 @@ def _peak_mb(document: dict[str, Any]) -> float:
 async def measure(files: Sequence[tuple[str, Path, Path | None, int]]) -> list[dict[str, Any]]:
     out = []
     async with BenchServer("--metrics-interval", "1", "--heartbeat-interval", "5") as server:
-        for name, audio, rttm, voices in files:
-            plain_s, plain = await _job(server, audio)
-            spk_s, labelled = await _job(server, audio, speakers="auto")
+        for number, (name, audio, rttm, voices) in enumerate(files):
+            # Alternate which goes first, so a warm-up or a drift in load hits both sides.
+            if number % 2 == 0:
+                plain_s, plain = await _job(server, audio)
+                spk_s, labelled = await _job(server, audio, speakers="auto")
+            else:
+                spk_s, labelled = await _job(server, audio, speakers="auto")
+                plain_s, plain = await _job(server, audio)
             found = labelled.get("speakers", {}).get("count")
             result = {
                 "name": name,
