@@ -18,6 +18,7 @@ import pytest
 
 from benchmarks.conversations import Conversation, read_rttm
 from tests.helpers.audio import JFK, REPO
+from tests.helpers.cli_proc import cli
 from tests.helpers.procs import wait_until
 
 pytestmark = pytest.mark.slow
@@ -158,3 +159,11 @@ def test_without_word_times_segments_get_one_speaker_each(tmp_path: Path, dialog
 def test_a_bad_speakers_value_is_refused_before_anything_runs(tmp_path: Path) -> None:
     code, lines = _finish(_start(tmp_path / "any.wav", "--out-dir", tmp_path / "out", "--speakers", "eleven"))
     assert code == 2 and "off, auto or a number 1-10" in "\n".join(lines)
+
+
+def test_the_command_line_takes_speakers_too(tmp_path: Path, dialog: Conversation) -> None:
+    out = tmp_path / "out"
+    result = cli("transcribe", str(dialog.audio), "--out-dir", str(out), "--speakers", "2", timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[speakers] 2 speaker(s)" in result.stdout
+    assert (out / "transcript.txt").read_text().startswith("A: ")
