@@ -122,6 +122,19 @@ class Config:
     orphan_timeout: float = setting(
         300.0, "heartbeat age in seconds after which a job is orphaned", metavar="SECONDS", parse=number(0)
     )
+    resume_interrupted: bool = setting(
+        True,
+        "take up again, when the server starts, the local jobs its going away interrupted "
+        "(SIGTERM, SIGKILL, a reboot): queued again, their pipeline goes on at the first "
+        "unfinished window; off: they end as today (cancelled by the shutdown, or orphaned)",
+    )
+    stall_timeout: float = setting(
+        600.0,
+        "seconds a running job may print nothing before it is stopped and failed as stalled; "
+        "0 turns the watchdog off",
+        metavar="SECONDS",
+        parse=number(0),
+    )
     max_concurrent_jobs: int = setting(
         _default_concurrency,
         "jobs running at once; the rest queue (default: one per core)",

@@ -21,7 +21,7 @@ from aiohttp import web
 from pipeline.models import local_models
 from server import keys
 from server.jobs.state import REASON_CLIENT_DISCONNECTED, REASON_SHUTDOWN, JobStatus
-from server.web.api import job_options
+from server.web.api import job_options, submit_job
 from server.web.errors import ApiError, openai_error
 from server.web.openai_diarized import diarized, known_names
 from server.web.openai_diarized import stream as diarized_stream
@@ -150,39 +150,32 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     config = request.app[keys.CONFIG]
     models = await _models(config.default_model)
     upload = await UploadReceiver(config).receive(request)
-    try:
+    asked: TranscriptionRequest | None = None
+
+    async def options() -> dict[str, Any]:
+        nonlocal asked
         asked = parse_request(upload, models, request)
         language = upload.fields.get("language") or "auto"
         model = config.default_model if asked.model == ALIAS else asked.model
-        options = job_options({"model": model, "language": language, "on_disconnect": "keep"}, request)
-        job = await request.app[keys.STORE].create_job(
-            filename=upload.filename,
-            original_path=str(upload.path),
-            duration_seconds=upload.duration_seconds,
-            source=SOURCE,
-            pipeline_options=json.dumps(asked.options) if asked.options else None,
-            **options,
-        )
-    except BaseException:
-        upload.discard()
-        raise
-    return await _answer(request, job, asked)
+        chosen = job_options({"model": model, "language": language, "on_disconnect": "keep"}, request)
+        pipeline_options = json.dumps(asked.options) if asked.options else None
+        return {**chosen, "source": SOURCE, "pipeline_options": pipeline_options}
+
+    # Subscribed before the job is queued, so no segment or status can slip past.
+    follower = JobFollower()
+    job = await submit_job(request, upload, options, follower=follower)
+    assert asked is not None, "options() ran"
+    return await _answer(request, job["id"], asked, follower)
 
 
 async def _answer(
-    request: web.Request, job: dict[str, Any], asked: TranscriptionRequest
+    request: web.Request, job_id: int, asked: TranscriptionRequest, follower: JobFollower
 ) -> web.StreamResponse:
     """Run the job for as long as the client waits for it, then answer."""
     runner, channels = request.app[keys.RUNNER], request.app[keys.CHANNELS]
-    job_id = job["id"]
-    follower = JobFollower()
-    # Subscribed before the job is queued, so no segment or status can slip past.
-    channels.subscribe(job_id, follower)
     response: web.StreamResponse | None = None
     lost = asyncio.create_task(connection_lost(request), name=f"openai-watch-{job_id}")
     try:
-        runner.submit(job_id, SOURCE)
-        channels.publish_job(runner.view(job))
         if asked.stream and asked.response_format == "diarized_json":
             response = await diarized_stream(request, job_id, follower, lost, asked.known)
         elif asked.stream:

@@ -14,8 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from server.executors.base import JobHandle
-from server.executors.local import LocalExecutor, containment
+from server.executors.base import ExitCause, LocalHandle
+from server.executors.build import containment
+from server.executors.local import LocalExecutor
 from server.procs.cgroup import Cgroups, CgroupUnavailable, mounts, own_cgroups, setup
 from tests.helpers.cgroups import require_cgroups
 from tests.helpers.children import script
@@ -35,7 +36,7 @@ async def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-unt
         await asyncio.sleep(0.05)
 
 
-async def line_starting(executor: LocalExecutor, handle: JobHandle, prefix: str) -> str:
+async def line_starting(executor: LocalExecutor, handle: LocalHandle, prefix: str) -> str:
     async with asyncio.timeout(20):
         async for line in executor.lines(handle):
             if line.startswith(prefix):
@@ -55,13 +56,13 @@ def executor_for(cgroups: Cgroups | None) -> LocalExecutor:
     return LocalExecutor(cgroups=cgroups, kill_grace=0.5)
 
 
-async def start(executor: LocalExecutor, job_id: int, name: str, *args: object) -> JobHandle:
+async def start(executor: LocalExecutor, job_id: int, name: str, *args: object) -> LocalHandle:
     argv = [sys.executable, script(name), *map(str, args)]
     return await executor.start(job_id, argv, marker=f"test-cgroup:{job_id}")
 
 
-async def finish(executor: LocalExecutor, handle: JobHandle) -> int:
-    code = await executor.wait(handle)
+async def finish(executor: LocalExecutor, handle: LocalHandle) -> int:
+    code = (await executor.wait(handle)).code
     executor.release(handle)
     return code
 
@@ -111,15 +112,16 @@ async def test_a_memory_hog_is_killed_by_the_kernel_alone_and_named(tmp_path: Pa
         executor = executor_for(limited)
         neighbour = await start(executor, 5, "sleeper.py", 60)
         hog = await start(executor, 6, "hog.py", 400, 60)
-        code = await asyncio.wait_for(executor.wait(hog), 30)
-        assert code == -9, code
-        reason = executor.end_reason(hog)  # read before release, as the runner does
+        ended = await asyncio.wait_for(executor.wait(hog), 30)
         executor.release(hog)
-        assert reason is not None and "memory limit of 64 MiB" in reason, reason
+        assert ended.code == -9, ended
+        assert ended.cause is ExitCause.MEMORY_LIMIT, ended
+        assert ended.detail is not None and "memory limit of 64 MiB" in ended.detail, ended
         assert is_alive(neighbour.pid)
-        assert executor.end_reason(neighbour) is None
         await executor.kill(neighbour, grace=0.5)
-        await finish(executor, neighbour)
+        neighbour_ended = await executor.wait(neighbour)
+        executor.release(neighbour)
+        assert neighbour_ended.cause is ExitCause.EXITED, neighbour_ended
     finally:
         limited.close()
     assert not limited.parent.exists()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from server.executors.base import JobHandle
+from server.executors.base import LocalHandle
 from server.executors.local import LocalExecutor
 from server.manager import ProcessManager
 from server.procs.kill import Target, kill_tree
@@ -22,7 +22,7 @@ async def test_sampler_sums_child_and_grandchildren(
     child = await start_child("forker.py", 3, 30, marker="s:1")
     await read_until(child, "ready")
     executor = LocalExecutor()
-    handle = JobHandle(7, "s:1", child.identity.pid, child.pgid, child.identity, child)
+    handle = LocalHandle(7, "s:1", child.identity.pid, child.pgid, child.identity, child)
     first = (await executor.sample([handle]))[7]
     assert first.running is True and first.pid == child.process.pid
     assert first.num_processes == 4

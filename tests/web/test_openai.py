@@ -282,7 +282,7 @@ async def test_a_browser_leaving_does_not_end_an_api_job(aiohttp_client, sdk, ma
     runner = app[keys.RUNNER]
     # The page's leaving starts the runner's disconnect check; wait until it has decided.
     async with asyncio.timeout(10):
-        while job["id"] in runner._disconnect_timers or runner.channels.subscriber_count(job["id"]) != 1:
+        while runner.stats().disconnect_timers or app[keys.CHANNELS].subscriber_count(job["id"]) != 1:
             await asyncio.sleep(0.02)
     assert (await (await client.get(f"/api/jobs/{job['id']}")).json())["status"] == "running"
     gate.touch()
