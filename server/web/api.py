@@ -20,7 +20,7 @@ from server.jobs.logtail import tail_lines
 from server.jobs.observer import source_label
 from server.jobs.state import REASON_STOPPED, JobStatus
 from server.web.errors import ApiError
-from server.web.speakers import named_transcript, speakers_option, with_labels, with_speakers
+from server.web.speakers import named_transcript, renamed, speakers_option, with_labels, with_speakers
 from server.web.speakers import status as speakers_status
 from server.web.uploads import Upload, UploadReceiver
 
@@ -167,6 +167,21 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def get_job(request: web.Request) -> web.Response:
     job = await _job_or_404(request)
     return web.json_response(await with_speakers(job, request.app[keys.RUNNER].view(job)))
+
+
+async def rename_speakers(request: web.Request) -> web.Response:
+    """PATCH /api/jobs/{id}/speakers {"A": "Maria"}: names stored with the job."""
+    job = await _job_or_404(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, 'send a JSON object such as {"A": "Maria"}') from None
+    names = await asyncio.to_thread(renamed, job, body)
+    await request.app[keys.STORE].update_job(job["id"], speaker_names=names)
+    job = await _job_or_404(request)
+    view = await with_speakers(job, request.app[keys.RUNNER].view(job))
+    request.app[keys.CHANNELS].publish_job(view)
+    return web.json_response(view)
 
 
 async def stop_job(request: web.Request) -> web.Response:

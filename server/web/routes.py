@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.resources import resource_path
-from server.web import api, metrics, node, openai, speakers, views, ws
+from server.web import api, metrics, node, openai, views, ws
 
 STATIC_DIR = resource_path("static")
 
@@ -23,7 +23,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/jobs/{id}/log", api.job_log_file)
     app.router.add_get("/api/jobs/{id}/segments", api.job_segments)
     app.router.add_get("/api/jobs/{id}/metrics", api.job_metrics)
-    app.router.add_patch("/api/jobs/{id}/speakers", speakers.rename)
+    app.router.add_patch("/api/jobs/{id}/speakers", api.rename_speakers)
     app.router.add_get(r"/api/jobs/{id}/transcript.{kind}", api.transcript)
     app.router.add_post("/v1/audio/transcriptions", openai.transcriptions)
     app.router.add_post("/v1/audio/translations", openai.translations)

@@ -9,12 +9,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from pipeline.formats import SPEAKERS_FILE, render
 from pipeline.speakers import CHOICES, missing, parse_speakers
 from pipeline.transcript import Segment
-from server import keys
 from server.web.errors import ApiError
 
 MAX_NAME_CHARS = 60
@@ -97,19 +94,12 @@ def named_transcript(job: dict[str, Any], kind: str) -> str | None:
     return render(kind, segments, document, names)
 
 
-async def rename(request: web.Request) -> web.Response:
-    """PATCH /api/jobs/{id}/speakers {"A": "Maria"}: name speakers; a name equal to the
-    label (or empty) drops the rename."""
-    from server.web.api import _job_or_404
-
-    job = await _job_or_404(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, 'send a JSON object such as {"A": "Maria"}') from None
+def renamed(job: dict[str, Any], body: Any) -> str | None:
+    """The job's speaker_names column after PATCH /api/jobs/{id}/speakers with `body`
+    ({"A": "Maria"}); a name equal to the label (or empty) drops the rename."""
     if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
         raise ApiError(400, 'send a JSON object of label -> name, such as {"A": "Maria"}')
-    stage = await asyncio.to_thread(found, job)
+    stage = found(job)
     if stage is None or stage["count"] is None:
         raise ApiError(409, f"job {job['id']} has no speakers to rename")
     unknown = [label for label in body if label not in stage["labels"]]
@@ -122,9 +112,4 @@ async def rename(request: web.Request) -> web.Response:
             names[label] = name
         else:
             names.pop(label, None)
-    store = request.app[keys.STORE]
-    await store.update_job(job["id"], speaker_names=json.dumps(names) if names else None)
-    job = await _job_or_404(request)
-    view = await with_speakers(job, request.app[keys.RUNNER].view(job))
-    request.app[keys.CHANNELS].publish_job(view)
-    return web.json_response(view)
+    return json.dumps(names) if names else None
