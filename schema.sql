@@ -1,4 +1,4 @@
--- The current schema of the transcriptor database, complete (PRAGMA user_version = 4).
+-- The current schema of the transcriptor database, complete (PRAGMA user_version = 5).
 -- server/store.py runs this on a new database and migrates older ones up to it.
 -- Timestamps are UTC text 'YYYY-MM-DD HH:MM:SS.SSS' (strftime('%Y-%m-%d %H:%M:%f', 'now')),
 -- so they sort as text and julianday()/datetime() read them.
@@ -62,7 +62,8 @@ CREATE TABLE transcription_jobs (
     job_secret_hash     TEXT,                          -- sha256 of the node's one-time secret
     webhook_url         TEXT,                          -- the uploader's own webhook, or NULL
     retry_of            INTEGER,                       -- the job this one retries, or NULL
-    settled_at          TEXT                           -- when its ending's aftercare was done
+    settled_at          TEXT,                          -- when its ending's aftercare was done
+    speaker_names       TEXT                           -- JSON label -> name a person gave, or NULL
 );
 
 CREATE INDEX transcription_jobs_status ON transcription_jobs (status, id);

@@ -5,6 +5,7 @@ import {
 } from "/static/common.js";
 import { Sparkline } from "/static/charts.js";
 import { TranscriptPlayer } from "/static/player.js";
+import { decorate, showSpeakers } from "/static/speakers.js";
 
 const job = JSON.parse(document.getElementById("job-data").textContent);
 const jobId = job.id;
@@ -139,7 +140,11 @@ function applyJob(data) {
   Object.assign(job, data);
   if (FINAL_STATES.has(job.status) && !wasFinal) {
     // Fill in what a status message does not carry (finished_at, duration...).
-    api(jobPath).then((full) => { Object.assign(job, full); renderStatus(); }).catch(() => {});
+    api(jobPath).then((full) => {
+      Object.assign(job, full);
+      renderStatus();
+      showSpeakers(full.speakers, jobPath, transcriptEl);
+    }).catch(() => {});
   }
   if (data.metrics) showMetrics(data.metrics, false);
   renderStatus();
@@ -387,6 +392,7 @@ function addSegment(s) {
   text.className = "text";
   text.textContent = String(s.text).trim();
   li.append(time, text);
+  decorate(li, s);
   // Workers on parallel chunks finish out of order: keep the list in audio order.
   let after = null;
   for (let node = transcriptEl.lastElementChild; node; node = node.previousElementSibling) {
@@ -407,7 +413,7 @@ function addSegment(s) {
 // A completed job's transcript comes from the server's store, words, edits and all.
 const player = new TranscriptPlayer({
   jobPath, list: transcriptEl, audio: $("player"), status: $("transcript-version"),
-  onError: (text) => showActionError(text),
+  onError: (text) => showActionError(text), decorate,
 });
 
 async function loadSegments(replace = false) {
@@ -557,7 +563,7 @@ setInterval(() => {
 
 renderStatus();
 socket.connect();
-loadSegments();
+loadSegments().then(() => showSpeakers(job.speakers, jobPath, transcriptEl));
 loadMetrics();
 if (FINAL_STATES.has(job.status)) setTimeout(loadLogTailIfEmpty, 1500);
 // Tests and curious people can look at the page's state.

@@ -19,7 +19,8 @@ function isEditable(element) {
 }
 
 export class TranscriptPlayer {
-  constructor({ jobPath, list, audio, status, onError }) {
+  constructor({ jobPath, list, audio, status, onError, decorate }) {
+    this.decorate = decorate; // (li, segment): extra marks on a line, such as its speaker
     this.jobPath = jobPath;
     this.list = list;
     this.audio = audio;
@@ -187,6 +188,7 @@ export class TranscriptPlayer {
       li.append(edit);
     }
     if (s.edited) li.classList.add("edited");
+    this.decorate?.(li, s);
     this.items.push(item);
     return li;
   }

@@ -9,7 +9,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.formats import to_json, to_srt, to_txt, to_vtt
+from pipeline.formats import Names
+from pipeline.formats import render as render_format
 from pipeline.transcript import Segment
 from server.jobs.state import JobStatus
 
@@ -63,19 +64,13 @@ def segments_of(transcript: dict[str, Any]) -> list[Segment]:
     return [Segment.from_dict(s) for s in transcript["segments"]]
 
 
-def render(kind: str, transcript: dict[str, Any]) -> str:
-    """The stored transcript (as shown at its version) in one of EXPORTS."""
-    segments = segments_of(transcript)
-    if kind == "txt":
-        return to_txt(segments)
-    if kind == "srt":
-        return to_srt(segments)
-    if kind == "vtt":
-        return to_vtt(segments)
-    if kind == "json":
-        meta = {**transcript["meta"], "version": transcript["shown"]}
-        return to_json(segments, meta)
-    raise ValueError(f"no export format {kind!r}")
+def render(kind: str, transcript: dict[str, Any], names: Names | None = None) -> str:
+    """The stored transcript (as shown at its version) in one of EXPORTS; `names` renames
+    speakers."""
+    if kind not in EXPORTS:
+        raise ValueError(f"no export format {kind!r}")
+    meta = {**transcript["meta"], "version": transcript["shown"]}
+    return render_format(kind, segments_of(transcript), meta, names)
 
 
 def document_of(transcript: dict[str, Any]) -> dict[str, Any]:

@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from server.store import migrate_speakers
 from server.store.schema import JOBS_TABLE, columns, schema_statements, tables
 from server.store.upgrades import migrate_v1, migrate_v2, migrate_v3
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Long enough that 50 concurrent writers plus a CLI in another process never see
 # "database is locked"; each write transaction holds the lock for well under a millisecond.
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -246,6 +247,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection, str], None]] = {
     1: migrate_v1,
     2: migrate_v2,
     3: migrate_v3,
+    4: migrate_speakers.migrate_v4,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,8 @@ from server.jobs.observer import source_label
 from server.jobs.state import REASON_STOPPED, JobStatus
 from server.web.errors import ApiError
 from server.web.hooks import job_webhook
+from server.web.speakers import renamed, speakers_option, with_speakers
+from server.web.speakers import status as speakers_status
 from server.web.uploads import Upload, UploadReceiver
 
 MAX_LOG_LINES = 10_000
@@ -57,6 +60,7 @@ def job_options(fields: dict[str, str], request: web.Request) -> dict[str, Any]:
     overlap = _number(fields, "overlap_seconds", config.default_overlap_seconds, 0, 60)
     if chunk and overlap * 2 >= chunk:
         raise ApiError(400, "overlap_seconds must be less than half of chunk_seconds")
+    speakers = speakers_option(fields.get("speakers"))
     on_disconnect = fields.get("on_disconnect") or "cancel"
     if on_disconnect not in {"cancel", "keep"}:
         raise ApiError(400, "on_disconnect must be 'cancel' or 'keep'")
@@ -68,6 +72,7 @@ def job_options(fields: dict[str, str], request: web.Request) -> dict[str, Any]:
         "chunk_seconds": chunk,
         "overlap_seconds": overlap,
         "on_disconnect": on_disconnect,
+        **({"pipeline_options": json.dumps({"speakers": speakers})} if speakers != "off" else {}),
     }
 
 
@@ -160,7 +165,23 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    return web.json_response(request.app[keys.RUNNER].view(await _job_or_404(request)))
+    job = await _job_or_404(request)
+    return web.json_response(await with_speakers(job, request.app[keys.RUNNER].view(job)))
+
+
+async def rename_speakers(request: web.Request) -> web.Response:
+    """PATCH /api/jobs/{id}/speakers {"A": "Maria"}: names stored with the job."""
+    job = await _job_or_404(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, 'send a JSON object such as {"A": "Maria"}') from None
+    names = await asyncio.to_thread(renamed, job, body)
+    await request.app[keys.STORE].update_job(job["id"], speaker_names=names)
+    job = await _job_or_404(request)
+    view = await with_speakers(job, request.app[keys.RUNNER].view(job))
+    request.app[keys.CHANNELS].publish_job(view)
+    return web.json_response(view)
 
 
 async def stop_job(request: web.Request) -> web.Response:
@@ -223,6 +244,7 @@ async def health(request: web.Request) -> web.Response:
         "disconnect_timers": stats.disconnect_timers,
         "graces_expired": stats.graces_expired,
         "orphan_passes": request.app[keys.REAPER].passes,
+        "speakers": speakers_status(),
     }
     probe = request.app.get(keys.LAG_PROBE)
     if probe is not None:

@@ -31,6 +31,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/search", transcripts.search)
     app.router.add_get("/api/jobs/{id}/metrics", api.job_metrics)
     app.router.add_get(r"/api/jobs/{id}/transcript.{kind}", transcripts.transcript)
+    app.router.add_patch("/api/jobs/{id}/speakers", api.rename_speakers)
     app.router.add_post("/v1/audio/transcriptions", openai.transcriptions)
     app.router.add_post("/v1/audio/translations", openai.translations)
     app.router.add_get("/v1/models", openai.list_models)

@@ -18,6 +18,7 @@ from server.store.transcripts import EditConflict, SearchQueryError
 from server.web.api import parse_job_id
 from server.web.errors import ApiError
 from server.web.openai import verbose
+from server.web.speakers import names_of
 
 TRANSCRIPT_TYPES = {
     "txt": "text/plain",
@@ -108,7 +109,7 @@ async def transcript(request: web.Request) -> web.Response:
         document = document_of(stored)
         body = json.dumps(verbose(document, job, document["text"], words=True), ensure_ascii=False)
     else:
-        body = render(kind, stored)
+        body = render(kind, stored, names_of(job))
     stem = Path(job["filename"]).stem or "transcript"
     safe_stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80]
     extension = "json" if kind == "verbose_json" else kind
