@@ -58,9 +58,12 @@ class Run:
     merger: Merger | None = None
     warm: WarmWorker | None = None  # a worker loaded before the job (standby mode)
     preloaded: dict[int, float] = field(default_factory=dict)  # worker -> its load seconds
+    speaker_stage: tuple[Any, Connection] | None = None  # the speakers child and its pipe
+    speakers: dict[str, Any] = field(default_factory=dict)  # what the speaker stage found
 
     def worker_pids(self) -> list[int]:
-        return [p.pid for p in self.workers if p.pid is not None]
+        helper = [self.speaker_stage[0]] if self.speaker_stage else []
+        return [p.pid for p in [*self.workers, *helper] if p.pid is not None]
 
     def meta(self) -> dict[str, Any]:
         s = self.settings
@@ -84,6 +87,7 @@ class Run:
                 "device": s.device,
                 "compute_type": s.effective_compute_type,
             },
+            **({"speakers": self.speakers} if self.speakers else {}),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "memory": {
                 "leader_peak_mb": round(leader_peak_bytes() / 1_048_576, 1),
@@ -104,10 +108,14 @@ def _stop_workers(run: Run) -> None:
     for connection in run.connections.values():
         with contextlib.suppress(OSError):
             connection.close()
-    for process in run.workers:
+    if run.speaker_stage:
+        with contextlib.suppress(OSError):
+            run.speaker_stage[1].close()
+    processes = [*run.workers, *([run.speaker_stage[0]] if run.speaker_stage else [])]
+    for process in processes:
         with contextlib.suppress(OSError, ValueError):
             process.kill()
-    for process in run.workers:
+    for process in processes:
         with contextlib.suppress(ValueError):
             process.join(timeout=0.5)
 
@@ -125,7 +133,8 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
     planned = audio.plan_chunks(duration, length, settings.overlap_seconds)
     words = settings.word_timestamps
     if words is None:
-        words = len(planned) > 1  # merging overlapping chunks needs word times
+        # Merging overlapping chunks needs word times, and so does a speaker change mid-segment.
+        words = len(planned) > 1 or settings.speakers != "off"
     settings = replace(
         settings, processes=min(settings.processes, len(planned)), word_timestamps=words
     )
@@ -159,6 +168,12 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
                 process, ours = start_worker(context, number, settings)
             run.workers.append(process)
             run.connections[number] = ours
+        if settings.speakers != "off":
+            from pipeline.speakers import stage
+
+            # One thread: it runs beside the decoding workers (stage.hand).
+            run.speaker_stage = stage.start(1)
+            say(f"[speakers] loading the voice model in process {run.speaker_stage[0].pid}")
 
         began = time.monotonic()
         samples = audio.decode(settings.input)
@@ -166,7 +181,13 @@ def transcribe(settings: Settings, duration: float, say: Say, run: Run) -> list[
         run.duration = duration = len(samples) / audio.SAMPLE_RATE
         chunks = audio.plan_chunks(duration, length, settings.overlap_seconds)
         say(f"decoded {duration:.1f} s of audio in {run.timings['decode']:.2f} s")
+        if run.speaker_stage:
+            from pipeline.speakers import stage
+
+            stage.hand(*run.speaker_stage, samples, settings.speakers, say)
         _collect(run, chunks, samples, say, load_began)
+        if run.speaker_stage:
+            _label_speakers(run, say)
     finally:
         _stop_workers(run)
 
@@ -313,6 +334,16 @@ def _await_exits(run: Run) -> None:
                 del run.connections[worker]
 
 
+def _label_speakers(run: Run, say: Say) -> None:
+    """The speaker stage's result on the segments (pipeline/speakers/stage.finish)."""
+    from pipeline.speakers import stage
+
+    assert run.speaker_stage is not None
+    began = time.monotonic()
+    run.segments, run.speakers = stage.finish(run.speaker_stage, run.segments, run.settings, run.meta(), say)
+    run.timings["speakers"] = time.monotonic() - began
+
+
 def _release(run: Run, merger: Merger, say: Say) -> None:
     for segment in merger.ready():
         run.segments.append(segment)
@@ -329,6 +360,10 @@ def _summary(run: Run, say: Say) -> None:
     leader = leader_peak_bytes()
     peaks = [run.worker_peaks[k] for k in sorted(run.worker_peaks)]
     workers = " + ".join(_mb(p) for p in peaks) or "?"
+    if run.speakers:
+        speakers = int(run.speakers["peak_mb"] * 1_048_576)
+        peaks.append(speakers)
+        workers += f" + speakers {_mb(speakers)}"
     say(
         f"done: {run.duration:.1f} s of audio in {wall:.2f} s wall "
         f"(real-time factor {rtf:.3f}, {1 / rtf if rtf else 0:.1f}× real time); "
