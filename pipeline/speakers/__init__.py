@@ -7,8 +7,6 @@ segments (assign.py).
 
 from __future__ import annotations
 
-import importlib.util
-
 EXTRA = "transcriptor[speakers]"
 MAX_SPEAKERS = 10
 CHOICES = ("off", "auto", *(str(n) for n in range(1, MAX_SPEAKERS + 1)))
@@ -24,13 +22,11 @@ def parse_speakers(text: str) -> str:
 
 def missing() -> str | None:
     """Why speaker labels cannot run here (the extra is not installed), or None."""
-    lacking = [name for name in ("torch",) if importlib.util.find_spec(name) is None]
-    try:
-        from pipeline.speakers.voiceprint import MissingModel, weights_path
+    # The job needs only Resemblyzer's weights (it runs the network in numpy, without torch).
+    from pipeline.speakers.voiceprint import MissingModel, weights_path
 
+    try:
         weights_path()
-    except MissingModel:
-        lacking.append("resemblyzer")
-    if lacking:
-        return f"speaker labels need the speakers extra (pip install '{EXTRA}'): {', '.join(lacking)} missing"
+    except MissingModel as error:
+        return f"speaker labels need the speakers extra (pip install '{EXTRA}'): {error}"
     return None

@@ -22,8 +22,8 @@ def main(connection: Connection, threads: int, leader: int) -> None:
         from pipeline.speakers.embed import Encoder, speech_regions
 
         began = time.monotonic()
-        # torch loads in a thread while this one waits for the audio and finds its speech:
-        # on a short clip the two together are most of the stage's time.
+        # The weights load in a thread while this one waits for the audio and finds its
+        # speech: on a short clip the two together are most of the stage's time.
         with ThreadPoolExecutor(1, thread_name_prefix="encoder") as pool:
             loading = pool.submit(Encoder, threads)
             _, samples, count = connection.recv()

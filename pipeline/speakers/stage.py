@@ -13,7 +13,7 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -28,6 +28,7 @@ from pipeline.transcript import Segment
 
 Say = Callable[[str], None]
 _POLL_SECONDS = 0.2
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class StageFailed(RuntimeError):
@@ -43,9 +44,28 @@ def start(threads: int) -> tuple[BaseProcess, Connection]:
     process = context.Process(
         target=child.main, args=(theirs, threads, os.getpid()), name="speakers", daemon=True
     )
-    process.start()
+    with _one_blas_thread():
+        process.start()
     theirs.close()
     return process, ours
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """The child's numpy multiplies on one thread: OpenBLAS's own threads spin while they
+    wait and would fight the decoding workers for the cores; the child adds threads its
+    own way (VoicePrint.use_threads). Set only while the child starts, which reads it
+    when it loads numpy; the leader's own numpy is loaded already."""
+    saved = {name: os.environ.get(name) for name in _BLAS_THREADS}
+    os.environ.update(dict.fromkeys(_BLAS_THREADS, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _receive(process: BaseProcess, connection: Connection) -> tuple[Any, ...]:

@@ -93,9 +93,11 @@ async def test_speakers_values_are_checked_and_health_says_they_work(aiohttp_cli
     assert (await _rename(client, job["id"], {"A": "Maria"})).status == 409
 
 
-# A server whose Python cannot import torch, as one installed without the extra.
+# A server whose Python has neither torch nor resemblyzer, as one installed without the extra.
 WITHOUT_TORCH = (
-    "import runpy, sys; sys.modules['torch'] = None; "
+    "import importlib.metadata as m, runpy, sys; sys.modules['torch'] = None; found = m.distribution; "
+    "m.distribution = lambda name: (_ for _ in ()).throw(m.PackageNotFoundError(name)) "
+    "if name == 'resemblyzer' else found(name); "
     "runpy.run_module('server', run_name='__main__', alter_sys=True)"
 )
 
