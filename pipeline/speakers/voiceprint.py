@@ -25,6 +25,7 @@ HOP = 160  # 10 ms
 N_MELS = 40
 HIDDEN = 256
 LAYERS = 3
+_BLOCK = 32  # LSTM steps whose input products are computed together
 TARGET_DBFS = -30.0
 
 
@@ -142,8 +143,6 @@ class VoicePrint:
         steps, batch, _ = x.shape
         h = np.zeros((batch, HIDDEN), dtype=np.float32)
         for number, (w_in, w_hidden, bias) in enumerate(self.layers):
-            ahead = (np.ascontiguousarray(x).reshape(steps * batch, -1) @ w_in).reshape(steps, batch, -1)
-            ahead += bias
             outputs = np.empty((steps, batch, HIDDEN), dtype=np.float32) if number < LAYERS - 1 else None
             h = np.zeros((batch, HIDDEN), dtype=np.float32)
             c = np.zeros((batch, HIDDEN), dtype=np.float32)
@@ -151,8 +150,14 @@ class VoicePrint:
             scratch = np.empty((batch, HIDDEN), dtype=np.float32)
             sigmoid, cell = gates[:, : 3 * HIDDEN], gates[:, 3 * HIDDEN :]
             for step in range(steps):
+                if step % _BLOCK == 0:
+                    # The inputs' share of the gates, a block of steps at a time: one large
+                    # product, without holding every step's gates (80 MB for 128 windows).
+                    block = np.ascontiguousarray(x[step : step + _BLOCK])
+                    ahead = (block.reshape(-1, block.shape[2]) @ w_in).reshape(len(block), batch, -1)
+                    ahead += bias
                 np.matmul(h, w_hidden, out=gates)
-                gates += ahead[step]
+                gates += ahead[step % _BLOCK]
                 # sigmoid(x) = (tanh(x / 2) + 1) / 2: one ufunc pass instead of exp and divide
                 sigmoid *= 0.5
                 np.tanh(sigmoid, out=sigmoid)
