@@ -45,8 +45,12 @@ def main(connection: Connection, threads: int, leader: int) -> None:
         windows, vectors = encoder.embed(samples, regions, progress)
         began = time.monotonic()
         groups = cluster(vectors, count).tolist() if len(vectors) else []
-        connection.send(("note", f"grouped {len(vectors)} voice prints in {time.monotonic() - began:.2f} s"))
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        connection.send(
+            ("note", f"grouped {len(vectors)} voice prints in {time.monotonic() - began:.2f} s; "
+             f"the stage used {usage.ru_utime + usage.ru_stime:.2f} s of CPU")
+        )  # fmt: skip
+        peak = usage.ru_maxrss * 1024
         connection.send(("done", windows, groups, peak))
     except (EOFError, BrokenPipeError):
         return  # the leader is gone
