@@ -109,7 +109,7 @@ def rows(quick: bool = False) -> list[Row]:
         )
     )  # fmt: skip
     # Conversations and the short real clip apart: on an 11 s clip the stage's fixed start
-    # (a process, importing torch: about 1.5 s) weighs against a second of transcription.
+    # (a process, its speech detection: about 0.5 s) weighs against a second of transcription.
     for label, group in (
         ("conversations", [r for r in measured if "der" in r]),
         ("short real clip", [r for r in measured if "der" not in r]),
