@@ -39,15 +39,15 @@ def test_transcribes_the_generated_speech(tmp_path: Path) -> None:
     assert document["language"] == "en"
     assert document["model"] == "tiny.en"
     assert document["duration"] == pytest.approx(7.2, abs=0.1)
-    assert set(document["timings"]) >= {"decode", "model_load", "transcribe", "wall"}
-    # One chunk: nothing to merge, so no word timestamps unless asked for.
+    assert set(document["timings"]) >= {"first_segment", "model_load", "transcribe", "wall"}
+    # Windows are cut in pauses and never merged: no word timestamps unless asked for.
     assert document["config"]["word_timestamps"] is False
     assert all(s["words"] == [] for s in document["segments"])
 
     progress, segments = _events(done.stdout)
     assert progress[-1].done_seconds == pytest.approx(progress[-1].total_seconds)
     assert [s.text for s in segments] == [s["text"] for s in document["segments"]]
-    for line in ("model loaded in", "chunk 1/1", "finished in", "real-time factor", "peak memory"):
+    for line in ("model loaded in", "window 1 [", "finished in", "real-time factor", "peak memory"):
         assert line in done.stdout
 
 
@@ -67,17 +67,17 @@ def test_jfk_matches_its_sentence(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_chunked_with_two_workers_matches_unchunked(tmp_path: Path) -> None:
+def test_small_windows_on_two_workers_match_the_default(tmp_path: Path) -> None:
     # Real speech when we have it: tiny.en hears the synthetic voice less steadily, and
-    # then the chunks differ by recognition, not by merging.
-    source, copies = (JFK, 2) if JFK.exists() else (FIXTURE, 3)
-    audio = repeated_speech(tmp_path / "long.wav", copies=copies, source=source)  # 23 s
+    # then the windows differ by recognition, not by where they were cut.
+    source, copies = (JFK, 3) if JFK.exists() else (FIXTURE, 4)
+    audio = repeated_speech(tmp_path / "long.wav", copies=copies, source=source)  # 30-35 s
     whole = run_pipeline(audio, "--out-dir", tmp_path / "whole", "--formats", "json")
     assert whole.returncode == 0, whole.stdout + whole.stderr
     chunked = run_pipeline(
         audio,
         *("--out-dir", tmp_path / "chunked", "--formats", "json"),
-        *("--processes", "2", "--chunk-seconds", "8", "--overlap-seconds", "3"),
+        *("--processes", "2", "--chunk-seconds", "8"),
     )
     assert chunked.returncode == 0, chunked.stdout + chunked.stderr
     assert "2 process(es)" in chunked.stdout
@@ -87,6 +87,7 @@ def test_chunked_with_two_workers_matches_unchunked(tmp_path: Path) -> None:
 
     boundaries = chunked.stdout.count("started on worker") - 1
     assert boundaries >= 2
+    assert "started on worker 2" in chunked.stdout
     assert edit_distance(words(text("whole")), words(text("chunked"))) <= boundaries
 
     # Segments come out in time order with absolute timestamps.

@@ -1,0 +1,208 @@
+"""Cut the audio into windows as it is decoded: small ones first, then larger.
+
+A window is a stretch of the file that a worker transcribes on its own. Windows are cut in
+silence (between two of Silero VAD's speech segments, or without VAD at the quietest
+tenth of a second near the target), so no word is cut in two and neighbouring windows
+need no overlap or merging. The speech segments found here travel with the window, so
+the worker does not run VAD a second time.
+
+The first window holds a few seconds of speech, so the first text comes at once; later
+ones grow to what keeps the workers' batches full (`Sizer`). Only the windows in flight
+and one block of audio are in memory, whatever the file's length.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipeline.audio import SAMPLE_RATE, stream
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.settings import Settings
+
+# Speech seconds (audio seconds without VAD) of the first windows; later ones grow by the
+# last step until `Sizer.limit` caps them.
+FIRST_TARGETS = (8.0, 16.0, 30.0, 60.0)
+# Whisper's window: VAD segments are grouped into pieces of at most this much speech.
+PIECE_SECONDS = 30.0
+# Audio read per block: short first (the first window), then longer.
+FIRST_BLOCK_SECONDS = 20.0
+BLOCK_SECONDS = 60.0
+# No cut this close to the end of what is decoded: VAD may still change its mind there.
+_EDGE_SECONDS = 2.0
+# A window never holds more audio than this (long silences), to keep memory flat.
+MAX_WINDOW_SECONDS = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """`samples` start `start` seconds into the file; `speech` is VAD's segments in it
+    (sample offsets into `samples`), or None when VAD is off."""
+
+    index: int
+    start: float
+    samples: np.ndarray
+    speech: list[dict[str, int]] | None
+
+    @property
+    def end(self) -> float:
+        return self.start + len(self.samples) / SAMPLE_RATE
+
+    @property
+    def speech_seconds(self) -> float:
+        if self.speech is None:
+            return len(self.samples) / SAMPLE_RATE
+        return sum(s["end"] - s["start"] for s in self.speech) / SAMPLE_RATE
+
+
+def preload() -> None:
+    """Import faster-whisper and make its VAD model now (a standby does, before its job)."""
+    from faster_whisper.vad import get_vad_model
+
+    get_vad_model()
+
+
+def vad_options(settings: Settings) -> Any:
+    """faster-whisper's own VAD options for the way the worker decodes."""
+    from faster_whisper.vad import VadOptions
+
+    if settings.batched:
+        # As BatchedInferencePipeline.transcribe sets them.
+        return VadOptions(max_speech_duration_s=PIECE_SECONDS, min_silence_duration_ms=160)
+    return VadOptions()  # as WhisperModel.transcribe's vad_filter uses them
+
+
+@dataclass
+class Sizer:
+    """How much speech the next window should hold: FIRST_TARGETS, then doubling, up
+    to `limit`, which the leader sets once it knows how fast windows are decoded, and
+    never over `ceiling` (--chunk-seconds)."""
+
+    ceiling: float
+    limit: float = float("inf")
+    made: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_target(self) -> float:
+        with self.lock:
+            if self.made < len(FIRST_TARGETS):
+                target = FIRST_TARGETS[self.made]
+            else:
+                target = FIRST_TARGETS[-1] * 2 ** (self.made - len(FIRST_TARGETS) + 1)
+            self.made += 1
+            return max(1.0, min(target, self.limit, self.ceiling))
+
+    def set_limit(self, limit: float) -> None:
+        with self.lock:
+            self.limit = limit
+
+
+def _speech_cut(speech: list[dict[str, int]], length: int, target: float, final: bool) -> int | None:
+    """Where to end a window of `length` samples whose VAD segments are `speech`: in the
+    first pause after `target` seconds of speech. None: read more audio first."""
+    if final:
+        safe = length
+    else:
+        safe = length - int(_EDGE_SECONDS * SAMPLE_RATE)
+    spoken = 0
+    last_cut = None
+    for number, segment in enumerate(speech):
+        if segment["end"] > safe:
+            break  # VAD may still extend this one
+        spoken += segment["end"] - segment["start"]
+        if number + 1 < len(speech):
+            cut = (segment["end"] + speech[number + 1]["start"]) // 2
+        else:
+            cut = length if final else (segment["end"] + safe) // 2
+        if cut <= 0:
+            continue
+        last_cut = cut
+        if spoken >= target * SAMPLE_RATE:
+            return cut
+    if final:
+        return length
+    if not speech:
+        return safe if safe > 0 else None  # silence so far: a window of its own
+    if length >= MAX_WINDOW_SECONDS * SAMPLE_RATE:
+        return last_cut or safe  # long silences between short speech
+    return None
+
+
+def _quiet_cut(samples: np.ndarray, target: float, final: bool) -> int | None:
+    """Without VAD: the quietest 0.1 s in the 5 s before `target` seconds."""
+    import numpy as np
+
+    want = int(target * SAMPLE_RATE)
+    if len(samples) < want + int(_EDGE_SECONDS * SAMPLE_RATE):
+        return len(samples) if final else None
+    frame = SAMPLE_RATE // 10
+    low = max(0, want - 50 * frame)
+    frames = samples[low:want][: (want - low) // frame * frame].reshape(-1, frame)
+    quietest = int(np.argmin(np.square(frames).mean(axis=1)))
+    return low + quietest * frame + frame // 2
+
+
+class Reader:
+    """A thread that decodes `settings.input` from `skip` seconds on and puts Windows
+    into `out`, then None at the end (or the exception that stopped it)."""
+
+    def __init__(self, settings: Settings, sizer: Sizer, skip: float, ahead: int) -> None:
+        self.settings, self.sizer, self.skip = settings, sizer, skip
+        self.out: queue.Queue[Window | BaseException | None] = queue.Queue(maxsize=max(1, ahead))
+        self.decoded_seconds = 0.0
+        self.thread = threading.Thread(target=self._run, name="reader", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for window in self.windows():
+                self.out.put(window)
+            self.out.put(None)
+        except BaseException as error:  # handed to the leader, which raises it
+            self.out.put(error)
+
+    def windows(self) -> Iterator[Window]:
+        import numpy as np
+
+        options = vad_options(self.settings) if self.settings.vad else None
+        blocks = stream(self.settings.input, FIRST_BLOCK_SECONDS, BLOCK_SECONDS, self.skip)
+        buffer = np.zeros(0, np.float32)
+        start = self.skip
+        index = 0
+        final = False
+        target = self.sizer.next_target()
+        while not final or len(buffer):
+            block = next(blocks, None)
+            if block is None:
+                final = True
+            else:
+                buffer = np.concatenate([buffer, block])
+                self.decoded_seconds += len(block) / SAMPLE_RATE
+            while len(buffer):
+                speech = _speech(buffer, options) if options is not None else None
+                if speech is None:
+                    cut = _quiet_cut(buffer, target, final)
+                else:
+                    cut = _speech_cut(speech, len(buffer), target, final)
+                if cut is None:
+                    break  # read more
+                inside = None if speech is None else [s for s in speech if s["end"] <= cut]
+                yield Window(index, start, buffer[:cut].copy(), inside)
+                index += 1
+                start += cut / SAMPLE_RATE
+                buffer = buffer[cut:]
+                target = self.sizer.next_target()
+
+
+def _speech(samples: np.ndarray, options: Any) -> list[dict[str, int]]:
+    from faster_whisper.vad import get_speech_timestamps
+
+    return get_speech_timestamps(samples, options)
