@@ -34,6 +34,7 @@ SCRIPTS = (
     ("server_memory", "benchmarks.server_memory", "server memory"),
     ("ray_latency", "benchmarks.ray_latency", "Ray executor: submit → first line, stop → gone"),
     ("warm_start", "benchmarks.warm_start", "warm starts: a 5-minute file, a burst of 12 clips"),
+    ("long_recordings", "benchmarks.long_recordings", "long recordings: first text, memory, resume"),
 )
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 NOTES_MARKER = "<!-- notes: kept as written when the table is regenerated -->"

@@ -27,7 +27,7 @@ _POLL_SECONDS = 0.05
 # A progress line at least this often, even when nothing moved (model load, a long batch).
 _HEARTBEAT_SECONDS = 2.0
 # Windows are sized so that one of them finishes about this often.
-_UPDATE_SECONDS = 3.0
+_UPDATE_SECONDS = 1.5
 
 
 @dataclass

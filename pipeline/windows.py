@@ -6,9 +6,10 @@ tenth of a second near the target), so no word is cut in two and neighbouring wi
 need no overlap or merging. The speech segments found here travel with the window, so
 the worker does not run VAD a second time.
 
-The first window holds a few seconds of speech, so the first text comes at once; later
-ones grow to what keeps the workers' batches full (`Sizer`). Only the windows in flight
-and one block of audio are in memory, whatever the file's length.
+The first window is one Whisper window (30 s of speech), so the first text comes at once;
+later ones hold as many as keeps one window finishing every second or two (`Sizer`):
+on a CPU, batching more windows saves no CPU time (PIPELINE_NOTES.md), on a GPU it does.
+Only the windows in flight and a block of audio are in memory, whatever the length.
 """
 
 from __future__ import annotations
@@ -26,13 +27,10 @@ if TYPE_CHECKING:
 
     from pipeline.settings import Settings
 
-# Speech seconds (audio seconds without VAD) of the first windows; later ones grow by the
-# last step until `Sizer.limit` caps them.
-FIRST_TARGETS = (8.0, 16.0, 30.0, 60.0)
 # Whisper's window: VAD segments are grouped into pieces of at most this much speech.
 PIECE_SECONDS = 30.0
 # Audio read per block: short first (the first window), then longer.
-FIRST_BLOCK_SECONDS = 20.0
+FIRST_BLOCK_SECONDS = 40.0
 BLOCK_SECONDS = 60.0
 # No cut this close to the end of what is decoded: VAD may still change its mind there.
 _EDGE_SECONDS = 2.0
@@ -80,23 +78,17 @@ def vad_options(settings: Settings) -> Any:
 
 @dataclass
 class Sizer:
-    """How much speech the next window should hold: FIRST_TARGETS, then doubling, up
-    to `limit`, which the leader sets once it knows how fast windows are decoded, and
-    never over `ceiling` (--chunk-seconds)."""
+    """How much speech the next window should hold: one 30-second piece until the leader
+    knows how fast windows are decoded, then what it sets as `limit`; never over
+    `ceiling` (--chunk-seconds)."""
 
     ceiling: float
-    limit: float = float("inf")
-    made: int = 0
+    limit: float = PIECE_SECONDS
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_target(self) -> float:
         with self.lock:
-            if self.made < len(FIRST_TARGETS):
-                target = FIRST_TARGETS[self.made]
-            else:
-                target = FIRST_TARGETS[-1] * 2 ** (self.made - len(FIRST_TARGETS) + 1)
-            self.made += 1
-            return max(1.0, min(target, self.limit, self.ceiling))
+            return max(1.0, min(self.limit, self.ceiling))
 
     def set_limit(self, limit: float) -> None:
         with self.lock:
@@ -104,27 +96,31 @@ class Sizer:
 
 
 def _speech_cut(speech: list[dict[str, int]], length: int, target: float, final: bool) -> int | None:
-    """Where to end a window of `length` samples whose VAD segments are `speech`: in the
-    first pause after `target` seconds of speech. None: read more audio first."""
-    if final:
-        safe = length
-    else:
-        safe = length - int(_EDGE_SECONDS * SAMPLE_RATE)
-    spoken = 0
+    """Where to end a window of `length` samples whose VAD segments are `speech`, once it
+    holds about `target` seconds of speech; None: read more audio first.
+
+    faster-whisper groups speech into pieces of up to 30 s, greedily, as `collect_chunks`
+    does, and decodes each piece as one Whisper window. A window here ends only where a
+    piece ends, so its pieces are the very ones a whole-file run makes (greedy grouping
+    restarted at a piece's end goes on as before), and so are the words. A cut elsewhere
+    would add a piece edge, where Whisper drops or garbles a sentence.
+    """
+    safe = length if final else length - int(_EDGE_SECONDS * SAMPLE_RATE)
+    wanted = max(1, round(target / PIECE_SECONDS))
+    piece, pieces = 0, 0
     last_cut = None
     for number, segment in enumerate(speech):
         if segment["end"] > safe:
             break  # VAD may still extend this one
-        spoken += segment["end"] - segment["start"]
-        if number + 1 < len(speech):
-            cut = (segment["end"] + speech[number + 1]["start"]) // 2
-        else:
-            cut = length if final else (segment["end"] + safe) // 2
-        if cut <= 0:
-            continue
-        last_cut = cut
-        if spoken >= target * SAMPLE_RATE:
-            return cut
+        size = segment["end"] - segment["start"]
+        if number and piece + size > PIECE_SECONDS * SAMPLE_RATE:
+            # `segment` begins a new piece: the pause before it ends one.
+            pieces += 1
+            last_cut = (speech[number - 1]["end"] + segment["start"]) // 2
+            if pieces >= wanted:
+                return last_cut
+            piece = 0
+        piece += size
     if final:
         return length
     if not speech:
@@ -172,37 +168,47 @@ class Reader:
     def windows(self) -> Iterator[Window]:
         import numpy as np
 
+        from pipeline.vad import FRAME, StreamVad
+
         options = vad_options(self.settings) if self.settings.vad else None
+        vad = StreamVad(options) if options is not None else None
         blocks = stream(self.settings.input, FIRST_BLOCK_SECONDS, BLOCK_SECONDS, self.skip)
-        buffer = np.zeros(0, np.float32)
-        start = self.skip
-        index = 0
-        final = False
-        target = self.sizer.next_target()
-        while not final or len(buffer):
+        # `buffer` starts on a VAD frame boundary, `lead` samples before the next window.
+        buffer, lead = np.zeros(0, np.float32), 0
+        at, index, final = round(self.skip * SAMPLE_RATE), 0, False  # `at`: the window's start
+        while not final or len(buffer) > lead:
             block = next(blocks, None)
             if block is None:
                 final = True
             else:
                 buffer = np.concatenate([buffer, block])
                 self.decoded_seconds += len(block) / SAMPLE_RATE
-            while len(buffer):
-                speech = _speech(buffer, options) if options is not None else None
+            # One VAD pass over what is new, then as many windows as it allows.
+            speech = None if vad is None else _shifted(vad.speech(buffer), lead)
+            while len(buffer) > lead:
+                target, view = self.sizer.next_target(), buffer[lead:]
                 if speech is None:
-                    cut = _quiet_cut(buffer, target, final)
+                    cut = _quiet_cut(view, target, final)
                 else:
-                    cut = _speech_cut(speech, len(buffer), target, final)
+                    cut = _speech_cut(speech, len(view), target, final)
                 if cut is None:
                     break  # read more
                 inside = None if speech is None else [s for s in speech if s["end"] <= cut]
-                yield Window(index, start, buffer[:cut].copy(), inside)
-                index += 1
-                start += cut / SAMPLE_RATE
-                buffer = buffer[cut:]
-                target = self.sizer.next_target()
+                yield Window(index, at / SAMPLE_RATE, view[:cut].copy(), inside)
+                index, at = index + 1, at + cut
+                frames = (lead + cut) // FRAME
+                buffer, lead = buffer[frames * FRAME :], (lead + cut) % FRAME
+                if vad is not None:
+                    vad.drop(frames)
+                if speech is not None:
+                    speech = _shifted(speech, cut)
 
 
-def _speech(samples: np.ndarray, options: Any) -> list[dict[str, int]]:
-    from faster_whisper.vad import get_speech_timestamps
+def _shifted(speech: list[dict[str, int]], by: int) -> list[dict[str, int]]:
+    """Segments `by` samples earlier; none before 0 (a window starts in a pause: one
+    reaching back past it is the next one's padding, which a whole-file pass cuts there)."""
+    return [
+        {"start": max(0, s["start"] - by), "end": s["end"] - by} for s in speech if s["end"] - by > 0
+    ]
 
-    return get_speech_timestamps(samples, options)
+

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.protocol import Progress, Segment, parse_line
-from tests.helpers.wer import edit_distance, wer, words
+from tests.helpers.wer import wer, words
 
 from .conftest import FIXTURE, FIXTURE_SENTENCE, JFK, JFK_SENTENCE, repeated_speech, run_pipeline
 
@@ -67,11 +67,11 @@ def test_jfk_matches_its_sentence(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_small_windows_on_two_workers_match_the_default(tmp_path: Path) -> None:
-    # Real speech when we have it: tiny.en hears the synthetic voice less steadily, and
-    # then the windows differ by recognition, not by where they were cut.
-    source, copies = (JFK, 3) if JFK.exists() else (FIXTURE, 4)
-    audio = repeated_speech(tmp_path / "long.wav", copies=copies, source=source)  # 30-35 s
+def test_one_piece_windows_on_two_workers_give_the_same_words(tmp_path: Path) -> None:
+    # Windows end where faster-whisper's 30-second pieces end, so however they are cut
+    # and whichever worker decodes them, the pieces and so the words stay the same.
+    source, copies = (JFK, 7) if JFK.exists() else (FIXTURE, 10)
+    audio = repeated_speech(tmp_path / "long.wav", copies=copies, source=source)  # 75-80 s
     whole = run_pipeline(audio, "--out-dir", tmp_path / "whole", "--formats", "json")
     assert whole.returncode == 0, whole.stdout + whole.stderr
     chunked = run_pipeline(
@@ -83,15 +83,14 @@ def test_small_windows_on_two_workers_match_the_default(tmp_path: Path) -> None:
     assert "2 process(es)" in chunked.stdout
 
     def text(run: str) -> str:
-        return json.loads((tmp_path / run / "transcript.json").read_text())["text"]
+        return str(json.loads((tmp_path / run / "transcript.json").read_text())["text"])
 
-    boundaries = chunked.stdout.count("started on worker") - 1
-    assert boundaries >= 2
+    assert chunked.stdout.count("started on worker") >= 3
     assert "started on worker 2" in chunked.stdout
-    assert edit_distance(words(text("whole")), words(text("chunked"))) <= boundaries
+    assert text("chunked") == text("whole")
 
     # Segments come out in time order with absolute timestamps.
     _, segments = _events(chunked.stdout)
     starts = [s.start for s in segments]
     assert starts == sorted(starts)
-    assert segments[-1].end > 15
+    assert segments[-1].end > 60
