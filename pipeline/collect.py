@@ -109,7 +109,7 @@ class Collector:
                 raise item
             if item is None:
                 self.reader_done = True
-                self.run.duration = self.reader.skip + self.reader.decoded_seconds
+                self.run.duration = self.reader.decoded_seconds
                 return
             worker = max(self.free, key=lambda n: self.free[n])
             flight = self.flights[item.index] = _Flight(item, worker)

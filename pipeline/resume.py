@@ -68,7 +68,7 @@ class Checkpoints:
         self, released: list[Segment], at: float, extra: list[Segment], meta: dict[str, Any]
     ) -> Path:
         """`released` are the segments before `at`; `extra` finished ones after it."""
-        resume = {"at": round(at, 3), "segments": len(released)}
+        resume = {"at": at, "segments": len(released)}
         path = write_partial(self.out_dir, released + extra, {**meta, "resume": resume})
         self.written_at, self.written = time.monotonic(), (at, len(released))
         return path

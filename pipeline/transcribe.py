@@ -158,7 +158,7 @@ def stop(run: Run, stopped: Stopped, say: Say) -> Path | None:
     # Released segments, then finished ones still waiting for an earlier window.
     segments = run.segments + run.waiting
     with contextlib.suppress(OSError):
-        resume = {"at": round(run.released_until, 3), "segments": run.released_count}
+        resume = {"at": run.released_until, "segments": run.released_count}
         meta = {**run.meta(), "stopped": stopped.reason, "resume": resume}
         path = write_partial(run.settings.out_dir, segments, meta)
     kept = f"kept {len(segments)} segment(s) in {path}" if path else "nothing kept"

@@ -82,6 +82,10 @@ class StreamVad:
             finally:
                 vad.get_vad_model = original
 
+    def advance(self, samples: np.ndarray) -> None:
+        """Run whole frames that come before the buffer (a resumed run's skipped part)."""
+        self._run(samples.reshape(-1, FRAME), keep=True)
+
     def drop(self, frames: int) -> None:
         """The buffer lost its first `frames` frames (a window was cut off)."""
         self.probabilities = self.probabilities[frames:]

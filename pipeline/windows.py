@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from pipeline.settings import Settings
+    from pipeline.vad import StreamVad
 
 # Whisper's window: VAD segments are grouped into pieces of at most this much speech.
 PIECE_SECONDS = 30.0
@@ -145,7 +146,7 @@ def _quiet_cut(samples: np.ndarray, target: float, final: bool) -> int | None:
 
 
 class Reader:
-    """A thread that decodes `settings.input` from `skip` seconds on and puts Windows
+    """A thread that decodes `settings.input` and puts Windows from `skip` seconds on
     into `out`, then None at the end (or the exception that stopped it)."""
 
     def __init__(self, settings: Settings, sizer: Sizer, skip: float, ahead: int) -> None:
@@ -172,17 +173,17 @@ class Reader:
 
         options = vad_options(self.settings) if self.settings.vad else None
         vad = StreamVad(options) if options is not None else None
-        blocks = stream(self.settings.input, FIRST_BLOCK_SECONDS, BLOCK_SECONDS, self.skip)
+        blocks = self._blocks(vad)
         # `buffer` starts on a VAD frame boundary, `lead` samples before the next window.
-        buffer, lead = np.zeros(0, np.float32), 0
-        at, index, final = round(self.skip * SAMPLE_RATE), 0, False  # `at`: the window's start
+        at = round(self.skip * SAMPLE_RATE)  # the next window's start
+        buffer, lead = np.zeros(0, np.float32), at % FRAME
+        index, final = 0, False
         while not final or len(buffer) > lead:
             block = next(blocks, None)
             if block is None:
                 final = True
             else:
                 buffer = np.concatenate([buffer, block])
-                self.decoded_seconds += len(block) / SAMPLE_RATE
             # One VAD pass over what is new, then as many windows as it allows.
             speech = None if vad is None else _shifted(vad.speech(buffer), lead)
             while len(buffer) > lead:
@@ -202,6 +203,32 @@ class Reader:
                     vad.drop(frames)
                 if speech is not None:
                     speech = _shifted(speech, cut)
+
+
+    def _blocks(self, vad: StreamVad | None) -> Iterator[np.ndarray]:
+        """The audio from the frame where `skip` falls. What comes before (a resumed run)
+        is decoded too and fed to the VAD, whose state then is a whole-file pass's, so the
+        windows after it are the ones the first run would have cut."""
+        import numpy as np
+
+        from pipeline.vad import FRAME
+
+        skip = round(self.skip * SAMPLE_RATE)
+        before = skip - skip % FRAME
+        held = np.zeros(0, np.float32)
+        for block in stream(self.settings.input, FIRST_BLOCK_SECONDS, BLOCK_SECONDS):
+            self.decoded_seconds += len(block) / SAMPLE_RATE
+            if before <= 0:
+                yield block
+                continue
+            take = min(before, len(block))
+            held = np.concatenate([held, block[:take]])
+            whole = len(held) - len(held) % FRAME
+            if vad is not None and whole:
+                vad.advance(held[:whole])
+            held, before = held[whole:], before - take
+            if take < len(block):
+                yield block[take:]
 
 
 def _shifted(speech: list[dict[str, int]], by: int) -> list[dict[str, int]]:
