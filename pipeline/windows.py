@@ -67,14 +67,15 @@ def preload() -> None:
     get_vad_model()
 
 
-def vad_options(settings: Settings) -> Any:
-    """faster-whisper's own VAD options for the way the worker decodes."""
+def vad_options() -> Any:
+    """faster-whisper's VAD options, as BatchedInferencePipeline.transcribe sets them.
+
+    Sequential decoding (--batch-size 0) gets them too: its own defaults (2 s of silence
+    to end a segment, no length limit) would make a talk one segment, and so one window
+    as long as the file; it still decodes each window's speech as one stream."""
     from faster_whisper.vad import VadOptions
 
-    if settings.batched:
-        # As BatchedInferencePipeline.transcribe sets them.
-        return VadOptions(max_speech_duration_s=PIECE_SECONDS, min_silence_duration_ms=160)
-    return VadOptions()  # as WhisperModel.transcribe's vad_filter uses them
+    return VadOptions(max_speech_duration_s=PIECE_SECONDS, min_silence_duration_ms=160)
 
 
 @dataclass
@@ -171,7 +172,7 @@ class Reader:
 
         from pipeline.vad import FRAME, StreamVad
 
-        options = vad_options(self.settings) if self.settings.vad else None
+        options = vad_options() if self.settings.vad else None
         vad = StreamVad(options) if options is not None else None
         blocks = self._blocks(vad)
         # `buffer` starts on a VAD frame boundary, `lead` samples before the next window.

@@ -47,7 +47,7 @@ def test_windows_cover_the_file_and_match_a_whole_file_vad(speech_file: Path) ->
     assert windows[-1].end == pytest.approx(len(samples) / SAMPLE_RATE, abs=1e-6)
 
     # The same speech, to the sample, as faster-whisper's VAD over the whole file.
-    whole = get_speech_timestamps(samples, vad_options(Settings(speech_file, Path())))
+    whole = get_speech_timestamps(samples, vad_options())
     assert [p for w in windows for p in _absolute(w)] == [(s["start"], s["end"]) for s in whole]
     # And each window is one of the pieces faster-whisper groups that speech into.
     _, pieces = collect_chunks(samples, whole, max_duration=PIECE_SECONDS)
