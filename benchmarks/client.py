@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shlex
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -21,15 +19,12 @@ import aiohttp
 import psutil
 
 import benchmarks.common  # noqa: F401  (puts the repo on sys.path)
-from tests.helpers.audio import FAKE_PIPELINE, tone_wav
+from tests.helpers.audio import tone_wav
+from tests.helpers.fake import FAKE_PIPELINE
+from tests.helpers.fake import fake_pipeline_args as fake
 from tests.helpers.server_proc import ServerProcess
 
 __all__ = ["FAKE_PIPELINE", "BenchServer", "fake", "messages", "tone_wav"]
-
-
-def fake(*flags: str) -> list[str]:
-    """Server arguments that run the fake pipeline with these behaviour flags."""
-    return ["--pipeline-command", shlex.join([sys.executable, str(FAKE_PIPELINE), *flags])]
 
 
 class BenchServer:

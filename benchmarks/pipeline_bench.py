@@ -37,18 +37,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pipeline.settings import DEFAULT_BATCH_SIZE, DEFAULT_BEAM_SIZE, usable_cores  # noqa: E402
+from tests.helpers.audio import FIXTURE_SENTENCE, JFK, JFK_SENTENCE  # noqa: E402
+from tests.helpers.audio import SPEECH_CLIP as FIXTURE  # noqa: E402
 from tests.helpers.wer import wer  # noqa: E402
 
-JFK = REPO.parent / "shared" / "audio" / "jfk.flac"
-JFK_SENTENCE = (
-    "And so my fellow Americans, ask not what your country can do for you, "
-    "ask what you can do for your country."
-)
-FIXTURE = REPO / "tests" / "fixtures" / "speech.ogg"
-FIXTURE_SENTENCE = (
-    "The quick brown fox jumps over the lazy dog. "
-    "Please bring the red book to the kitchen table tomorrow morning."
-)
 GAP_SECONDS = 0.8
 COMPUTE_TYPE = "int8"  # what the pipeline's "auto" picks on CPU
 

@@ -91,21 +91,29 @@ METRICS_PREFIX = "[metrics] "
 RESULT_PREFIX = "[result] "
 
 
-def format_metrics(cpu_percent: float, memory_mb: float, num_processes: int) -> str:
-    return f"{METRICS_PREFIX}cpu={cpu_percent:.1f} mem_mb={memory_mb:.1f} procs={num_processes}"
+@dataclass(frozen=True)
+class NodeMetrics:
+    """A Ray node's report of its job's process tree; memory in bytes, as measured."""
+
+    cpu_percent: float
+    memory_bytes: int
+    num_processes: int
 
 
-def parse_metrics(line: str) -> dict[str, float] | None:
-    """cpu_percent, memory_mb and num_processes of a metrics line, or None."""
+def format_metrics(metrics: NodeMetrics) -> str:
+    return (
+        f"{METRICS_PREFIX}cpu={metrics.cpu_percent:.1f} mem_bytes={metrics.memory_bytes} "
+        f"procs={metrics.num_processes}"
+    )
+
+
+def parse_metrics(line: str) -> NodeMetrics | None:
+    """The node's report in a metrics line, or None."""
     if not line.startswith(METRICS_PREFIX):
         return None
     try:
         fields = dict(part.split("=", 1) for part in line[len(METRICS_PREFIX) :].split())
-        return {
-            "cpu_percent": float(fields["cpu"]),
-            "memory_mb": float(fields["mem_mb"]),
-            "num_processes": int(fields["procs"]),
-        }
+        return NodeMetrics(float(fields["cpu"]), int(fields["mem_bytes"]), int(fields["procs"]))
     except (KeyError, ValueError):
         return None
 

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from pipeline.protocol import format_metrics, format_result
+from pipeline.protocol import NodeMetrics, format_metrics, format_result
 
 SECRET_ENV = "TRANSCRIPTOR_JOB_SECRET"
 SECRET_HEADER = "X-Transcriptor-Job-Secret"
@@ -115,8 +115,8 @@ def report_metrics(say: Output, interval: float, stop: threading.Event) -> None:
     me = psutil.Process()
     known: dict[int, psutil.Process] = {}
     while not stop.wait(interval):
-        cpu = memory = 0.0
-        count = 0
+        cpu = 0.0
+        memory = count = 0
         for proc in [me, *me.children(recursive=True)]:
             # Keep each Process object: cpu_percent() is the delta since its last call.
             proc = known.setdefault(proc.pid, proc)
@@ -124,7 +124,7 @@ def report_metrics(say: Output, interval: float, stop: threading.Event) -> None:
                 cpu += proc.cpu_percent(None)
                 memory += proc.memory_info().rss
                 count += 1
-        say(format_metrics(cpu, memory / 1e6, count))
+        say(format_metrics(NodeMetrics(cpu, memory, count)))
 
 
 def collect_outputs(out_dir: Path) -> dict[str, bytes]:

@@ -23,9 +23,7 @@ from aiohttp.web_middlewares import Middleware
 from server import keys
 from server.config import Config
 from server.executors.base import Executor
-from server.executors.local import containment
-from server.executors.select import choose_executor
-from server.executors.standby import begin_standbys, close_standbys, make_executor
+from server.executors.build import build
 from server.jobs.channels import Channels
 from server.jobs.monitor import Monitor
 from server.jobs.orphans import OrphanReaper
@@ -47,7 +45,7 @@ log = logging.getLogger(__name__)
 TEMPLATES_DIR = resource_path("templates")
 
 
-def create_app(config: Config, *, executor: Executor | None = None) -> web.Application:
+def create_app(config: Config, *, executor: Executor[Any] | None = None) -> web.Application:
     middlewares: list[Middleware] = [error_middleware, origin_middleware]
     if config.token:
         middlewares.append(token_middleware(config.token))
@@ -86,7 +84,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def _runner_ctx(
-    executor: Executor | None,
+    executor: Executor[Any] | None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
         config, store = app[keys.CONFIG], app[keys.STORE]
@@ -95,48 +93,41 @@ def _runner_ctx(
         instance_id = await store.register_instance(
             pid=me.pid, start_ticks=me.start_ticks, boot_id=me.boot_id
         )
-        cgroups = await asyncio.to_thread(
-            containment, store.install_id, root=config.cgroup_root, memory_mb=config.job_memory_mb
-        )
-        app[keys.CONTAINMENT] = "cgroup" if cgroups is not None else "process-group"
-        local = make_executor(config, store.install_id, cgroups=cgroups)
-        chosen = choose_executor(config, store, executor, local=local)
+        built = await asyncio.to_thread(build, config, store, executor)
+        app[keys.EXECUTORS] = built
+        remote = None
+        if built.cluster is not None:
+            from server.jobs.ray_orphans import RayOrphans
+
+            # A server that runs Ray jobs re-attaches them; else Ray rows are settled.
+            remote = RayOrphans(built.cluster, store, adopts=built.ray is not None)
         reaper = OrphanReaper(
-            store,
-            kill_grace=config.kill_grace,
-            instance_id=instance_id,
-            cgroups=cgroups,
-            remote=chosen.remote,
+            store, kill_grace=config.kill_grace, instance_id=instance_id, cgroups=built.cgroups, remote=remote
         )
         app[keys.REAPER] = reaper
-        # Settle what a previous instance left running before taking new work.
-        for report in await reaper.reap(config.orphan_timeout, live_instance_ids={instance_id}):
+        # Settle what a previous instance left running before taking new work; what its
+        # going away interrupted is queued again, to be resumed (--resume-interrupted).
+        reports = await reaper.reap(
+            config.orphan_timeout, live_instance_ids={instance_id}, resume=config.resume_interrupted
+        )
+        for report in reports:
             log.warning("job %s: %s", report.job_id, report.reason)
         channels = Channels()
         runner = Runner(
-            config,
-            store,
-            chosen.executor,
-            channels,
-            instance_id=instance_id,
-            observer=app[keys.METRICS],
+            config, store, built.executor, channels, instance_id=instance_id, observer=app[keys.METRICS]
         )
-        channels.on_last_left = runner.client_left
-        channels.on_joined = runner.client_joined
         app[keys.CHANNELS] = channels
         app[keys.RUNNER] = runner
-        if chosen.reattach:
+        if built.ray is not None:
             # Jobs a cluster kept running through a crash are followed again first.
-            await reattach_jobs(runner, chosen.executor, "ray")  # type: ignore[arg-type]
+            await reattach_jobs(runner, store, built.ray, "ray", instance_id=instance_id)
         await runner.start()
-        await begin_standbys(chosen.executor)
+        built.begin()
         try:
             yield
         finally:
             await runner.shutdown()
-            await close_standbys(chosen.executor)
-            if cgroups is not None:
-                cgroups.close()
+            await built.close()
 
     return runner_ctx
 
@@ -147,6 +138,7 @@ async def _monitor_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.CONFIG],
         app[keys.STORE],
         runner,
+        app[keys.EXECUTORS].executor,
         app[keys.REAPER],
         instance_id=runner.instance_id,
     )

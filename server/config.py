@@ -3,7 +3,7 @@
 The table is the `Config` dataclass: each field's type says how its flag and its
 TRANSCRIPTOR_<NAME> variable are parsed (a bool reads "false" as false), its metadata
 holds the help and any bounds. `build_parser` and `config_from` are fed from it, and a
-test checks that the README documents every row.
+test checks that docs/settings.md documents every row.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.argtypes import number, whole_number
+from server.procs.sampler import MIB
 
 ENV_PREFIX = "TRANSCRIPTOR_"
 
@@ -121,15 +122,29 @@ class Config:
     orphan_timeout: float = setting(
         300.0, "heartbeat age in seconds after which a job is orphaned", metavar="SECONDS", parse=number(0)
     )
+    resume_interrupted: bool = setting(
+        True,
+        "take up again, when the server starts, the local jobs its going away interrupted "
+        "(SIGTERM, SIGKILL, a reboot): queued again, their pipeline goes on at the first "
+        "unfinished window; off: they end as today (cancelled by the shutdown, or orphaned)",
+    )
+    stall_timeout: float = setting(
+        600.0,
+        "seconds a running job may print nothing before it is stopped and failed as stalled; "
+        "0 turns the watchdog off",
+        metavar="SECONDS",
+        parse=number(0),
+    )
     max_concurrent_jobs: int = setting(
         _default_concurrency,
         "jobs running at once; the rest queue (default: one per core)",
         metavar="N",
         parse=whole_number(1),
     )
-    max_upload_mb: float = setting(2048.0, "largest upload in MB", metavar="N", parse=number(0))
-    disk_reserve_mb: float = setting(500.0, "free disk space an upload must leave, in MB", metavar="N")
-    log_cap_mb: float = setting(100.0, "size cap of each job's log file, in MB", metavar="N")
+    # Every *_mb setting is MiB (2**20 bytes); the *_bytes properties below convert.
+    max_upload_mb: float = setting(2048.0, "largest upload, in MiB", metavar="N", parse=number(0))
+    disk_reserve_mb: float = setting(500.0, "free disk space an upload must leave, in MiB", metavar="N")
+    log_cap_mb: float = setting(100.0, "size cap of each job's log file, in MiB", metavar="N")
     pipeline_command: tuple[str, ...] = setting(
         (),
         "command that runs the transcription program, shell-quoted "
@@ -161,7 +176,7 @@ class Config:
     )
     job_memory_mb: int | None = setting(
         None,
-        "memory cap of each job in MB, enforced by its cgroup; past it the kernel kills "
+        "memory cap of each job in MiB, enforced by its cgroup; past it the kernel kills "
         "the job, which is failed naming the limit (needs cgroups; default: no cap)",
         metavar="N",
         parse=whole_number(1),
@@ -200,6 +215,18 @@ class Config:
             # Full queue, full machine, no oversubscription: the running jobs share the cores.
             threads = max(1, (os.cpu_count() or 1) // max(1, self.max_concurrent_jobs))
             object.__setattr__(self, "default_threads", threads)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MIB)
+
+    @property
+    def disk_reserve_bytes(self) -> int:
+        return int(self.disk_reserve_mb * MIB)
+
+    @property
+    def log_cap_bytes(self) -> int:
+        return int(self.log_cap_mb * MIB)
 
     @property
     def db_path(self) -> Path:
@@ -264,7 +291,7 @@ def settings_table() -> list[Setting]:
 
 
 def documented_settings() -> list[tuple[str, str, str, str]]:
-    """(flag, environment variable, default, help) for each setting, for --help and the README."""
+    """(flag, environment variable, default, help) for each setting, for --help and docs/settings.md."""
     return [
         (row.flag, row.env, "(computed)" if row.default is MISSING else str(row.default), row.help)
         for row in settings_table()

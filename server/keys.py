@@ -9,6 +9,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from server.config import Config
+    from server.executors.build import Built
     from server.jobs.channels import Channels
     from server.jobs.orphans import OrphanReaper
     from server.jobs.runner import Runner
@@ -23,6 +24,6 @@ CHANNELS: web.AppKey[Channels] = web.AppKey("channels")
 RUNNER: web.AppKey[Runner] = web.AppKey("runner")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 LAG_PROBE: web.AppKey[LagProbe] = web.AppKey("lag_probe")
-# "cgroup" or "process-group": how jobs are contained, for /api/health and the home page.
-CONTAINMENT: web.AppKey[str] = web.AppKey("containment")
+# What runs jobs: the executor, its containment (cgroup or process group), the standbys.
+EXECUTORS: web.AppKey[Built] = web.AppKey("executors")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse[bool]]] = web.AppKey("sockets")

@@ -63,17 +63,18 @@ class ProcessManager:
         )
 
     async def get_process_status(self, job_id: int) -> dict[str, Any]:
-        """CPU, memory and process count of the job's tree, if its process is still the job's."""
+        """CPU, memory and process count of the job's tree, if its process is still the job's
+        (`Sample.fields()`: memory as `memory_bytes` and, in MiB, `memory_mb`)."""
         job = await self.store.get_job(job_id)
         pid = None if job is None else job["process_id"]
         if job is None or pid is None:
-            return gone_sample(pid)
+            return gone_sample(pid).fields()
         ours = await asyncio.to_thread(
             identity_matches, pid, job["process_start_ticks"], job["process_boot_id"], self.marker(job_id)
         )
         if not ours:
-            return gone_sample(pid)
-        return (await asyncio.to_thread(self.sampler.sample_many, [pid]))[pid]
+            return gone_sample(pid).fields()
+        return (await asyncio.to_thread(self.sampler.sample_many, [pid]))[pid].fields()
 
     async def get_log_path(self, job_id: int) -> Path | None:
         job = await self.store.get_job(job_id)

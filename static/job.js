@@ -315,12 +315,12 @@ async function loadLogTailIfEmpty() {
 // ---- metrics -----------------------------------------------------------------------------
 
 const cpuChart = new Sparkline($("cpu-chart"), { minMax: 100, unit: "%", peakEl: $("cpu-peak"), cssColor: "--cpu" });
-const memChart = new Sparkline($("mem-chart"), { minMax: 64, unit: " MB", peakEl: $("mem-peak"), cssColor: "--mem" });
+const memChart = new Sparkline($("mem-chart"), { minMax: 64, unit: " MiB", peakEl: $("mem-peak"), cssColor: "--mem" });
 
 function showMetrics(m, sample = true) {
   if (!m) return;
   if (m.cpu_percent != null) $("m-cpu").textContent = `${Number(m.cpu_percent).toFixed(0)}%`;
-  if (m.memory_mb != null) $("m-mem").textContent = `${Number(m.memory_mb).toFixed(0)} MB`;
+  if (m.memory_mb != null) $("m-mem").textContent = `${Number(m.memory_mb).toFixed(0)} MiB`;
   if (m.elapsed_seconds != null) {
     elapsedState.seconds = Number(m.elapsed_seconds);
     elapsedState.at = performance.now();

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -10,11 +9,8 @@ import pytest
 
 from server.config import Config
 from server.store import Store
-from tests.helpers.audio import FAKE_PIPELINE, tone_wav
-
-
-def fake_command(*flags: str) -> tuple[str, ...]:
-    return (sys.executable, str(FAKE_PIPELINE), *flags)
+from tests.helpers.audio import tone_wav
+from tests.helpers.fake import fake_command
 
 
 @pytest.fixture

@@ -173,7 +173,7 @@ async def cleanup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if config.ray_address:
             # Ray rows are settled from the cluster (TRANSCRIPTOR_RAY_ADDRESS), never re-attached here.
             from server.executors.ray_cluster import RayCluster
-            from server.executors.ray_orphans import RayOrphans
+            from server.jobs.ray_orphans import RayOrphans
 
             remote = RayOrphans(RayCluster(config.ray_address), store, adopts=False)
         from server.procs.cgroup import find_existing

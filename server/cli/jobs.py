@@ -70,7 +70,7 @@ def job_rows(jobs: list[dict[str, Any]]) -> list[list[str]]:
                 str(facts["pid"] or "-"),
                 alive,
                 _number(facts["cpu_percent"], ".1f"),
-                memory + " MB" if memory != "-" else "-",
+                memory + " MiB" if memory != "-" else "-",
             ]
         rows.append(row)
     return rows

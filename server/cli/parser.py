@@ -86,7 +86,22 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_serve(commands)
+    commands.add_parser(
+        "transcribe",
+        help="transcribe one file with the pipeline, no server needed",
+        add_help=False,
+        prefix_chars="\0",  # everything after `transcribe`, --help too, goes to its own parser
+    ).add_argument("argv", nargs=argparse.REMAINDER)
+    _add_jobs(commands, environ)
+    _add_logs(commands, environ)
+    _add_stop(commands, environ)
+    _add_cleanup(commands, environ)
+    _add_db(commands, environ)
+    return parser
 
+
+def _add_serve(commands: Any) -> None:
     from server.config import add_config_arguments
 
     serve = _command_parser(
@@ -98,13 +113,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     add_config_arguments(serve)
 
-    commands.add_parser(
-        "transcribe",
-        help="transcribe one file with the pipeline, no server needed",
-        add_help=False,
-        prefix_chars="\0",  # everything after `transcribe`, --help too, goes to its own parser
-    ).add_argument("argv", nargs=argparse.REMAINDER)
 
+def _add_jobs(commands: Any, environ: Mapping[str, str]) -> None:
     jobs = _command_parser(
         commands,
         "jobs",
@@ -124,6 +134,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     _add_server_arguments(jobs, environ)
 
+
+def _add_logs(commands: Any, environ: Mapping[str, str]) -> None:
     logs = _command_parser(
         commands,
         "logs",
@@ -150,6 +162,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     logs.add_argument("-f", "--follow", action="store_true", help="follow the log live until the job ends")
     _add_server_arguments(logs, environ)
 
+
+def _add_stop(commands: Any, environ: Mapping[str, str]) -> None:
     stop = _command_parser(
         commands,
         "stop",
@@ -161,6 +175,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     stop.add_argument("job", type=whole_number(1), metavar="JOB", help="the job's id")
     _add_server_arguments(stop, environ)
 
+
+def _add_cleanup(commands: Any, environ: Mapping[str, str]) -> None:
     cleanup = _command_parser(
         commands,
         "cleanup",
@@ -191,6 +207,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     _add_data_dir_argument(cleanup, environ)
 
+
+def _add_db(commands: Any, environ: Mapping[str, str]) -> None:
     db = _command_parser(
         commands,
         "db",
@@ -219,7 +237,6 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "after and the backup's path.",
     )
     _add_data_dir_argument(migrate, environ)
-    return parser
 
 
 def _version() -> str:

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.protocol import Progress, Segment, parse_line, timestamp
-from server.executors.base import JobHandle
+from server.executors.base import LocalHandle
+from server.executors.drain import drain
 from server.executors.local import LocalExecutor
 from server.procs.kill import KillReport
 from server.tasks import cancel_and_wait
 
 COMMAND_ENV = "TRANSCRIPTOR_PIPELINE_COMMAND"
-# After the pipeline exits, how long its stdout may stay open (held by a stray child).
-DRAIN_SECONDS = 2.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +132,7 @@ def render_bar(progress: Progress, columns: int) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]" + figures
 
 
-async def pump(executor: LocalExecutor, handle: JobHandle, output: Plain) -> None:
+async def pump(executor: LocalExecutor, handle: LocalHandle, output: Plain) -> None:
     """Hand each line of the pipeline's output to output, through the executor."""
     async for line in executor.lines(handle):
         output.line(line.encode("utf-8", "replace") + b"\n")
@@ -177,18 +176,15 @@ async def run(argv: list[str], output: Plain) -> int:
     for signum in handled:
         loop.add_signal_handler(signum, interrupted, signum)
     reader = asyncio.create_task(pump(executor, handle, output))
+
+    async def leftovers() -> None:
+        # The pipeline is gone but something it started still holds its stdout.
+        report = await executor.kill(handle, grace=0)
+        output.notice(f"stopped what the pipeline left behind: {report.reason}")
+
     try:
-        await executor.exited(handle)
-        done, _ = await asyncio.wait({reader}, timeout=DRAIN_SECONDS)
-        if not done:
-            # The pipeline is gone but something it started still holds its stdout.
-            report = await executor.kill(handle, grace=0)
-            output.notice(f"stopped what the pipeline left behind: {report.reason}")
-            done, _ = await asyncio.wait({reader}, timeout=DRAIN_SECONDS)
-            if not done:
-                executor.close_output(handle)
-        await reader
-        code = await executor.wait(handle)
+        await drain(executor, handle, reader, leftovers=leftovers)
+        code = (await executor.wait(handle)).code
         await asyncio.gather(*killing, return_exceptions=True)
     finally:
         for signum in handled:

@@ -8,49 +8,22 @@ import logging
 import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import psutil
 
-from server.executors.base import JobHandle
-from server.procs.cgroup import Cgroups, CgroupUnavailable, JobCgroup, kill_cgroup, setup
+from server.executors.base import Exit, ExitCause, LocalHandle
+from server.executors.drain import OUTPUT_DRAIN_SECONDS
+from server.procs.cgroup import Cgroups, JobCgroup, kill_cgroup
 from server.procs.kill import KillReport, Target, kill_tree
 from server.procs.lines import read_lines
-from server.procs.sampler import TreeSampler
+from server.procs.sampler import MIB, Sample, TreeSampler
 from server.procs.spawn import spawn, wait_exited
 
+if TYPE_CHECKING:
+    from server.store import Store
+
 log = logging.getLogger(__name__)
-
-# How long the exit code may wait for the output pipe to close once the leader is gone.
-OUTPUT_CLOSE_SECONDS = 5.0
-MB = 1024 * 1024
-
-
-def containment(install_id: str, *, root: Path | None, memory_mb: int | None) -> Cgroups | None:
-    """This install's cgroups, or None where they cannot be made (process groups then).
-
-    A memory limit without cgroups cannot be kept, so it stops the start-up instead of
-    being ignored.
-    """
-    try:
-        cgroups = setup(install_id, root=root, memory_mb=memory_mb)
-    except CgroupUnavailable as why:
-        if memory_mb is not None:
-            raise SystemExit(
-                f"error: --job-memory-mb {memory_mb} needs cgroups, which cannot be used here: {why}"
-            ) from None
-        log.warning("containment: process groups and markers (no cgroups: %s)", why)
-        return None
-    memory = "v2" if cgroups.memory_v2 else "v1" if cgroups.memory_parent else "not accounted"
-    log.info(
-        "containment: one cgroup per job under %s (memory: %s, limit: %s)",
-        cgroups.parent,
-        memory,
-        f"{memory_mb} MB" if memory_mb is not None else "none",
-    )
-    return cgroups
-
 
 class LocalExecutor:
     def __init__(
@@ -67,7 +40,6 @@ class LocalExecutor:
         # job id -> (cpu usec, monotonic time) of the last sample, for a real delta.
         self._cpu: dict[int, tuple[int, float]] = {}
         self._started: dict[int, float] = {}
-        self._oom: dict[int, int] = {}
 
     async def start(
         self,
@@ -78,7 +50,7 @@ class LocalExecutor:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         own_stderr: bool = False,
-    ) -> JobHandle:
+    ) -> LocalHandle:
         cgroup: JobCgroup | None = None
         if self.cgroups is not None:
             try:
@@ -103,7 +75,7 @@ class LocalExecutor:
                 cgroup.remove()
             raise
         self._started[job_id] = time.monotonic()
-        return JobHandle(
+        return LocalHandle(
             job_id=job_id,
             marker=marker,
             pid=spawned.identity.pid,
@@ -113,47 +85,60 @@ class LocalExecutor:
             cgroup=cgroup,
         )
 
-    def lines(self, handle: JobHandle) -> AsyncIterator[str]:
+    async def register(
+        self, handle: LocalHandle, store: Store, *, instance_id: str, log_file_path: str
+    ) -> bool:
+        return await store.register_process(
+            handle.job_id,
+            pid=handle.pid,
+            pgid=handle.pgid,
+            start_ticks=handle.identity.start_ticks,
+            boot_id=handle.identity.boot_id,
+            instance_id=instance_id,
+            log_file_path=log_file_path,
+        )
+
+    def lines(self, handle: LocalHandle) -> AsyncIterator[str]:
         stdout = handle.spawned.process.stdout
         assert stdout is not None, "spawn always pipes stdout"
         return read_lines(stdout, max_line_bytes=self._max_line_bytes)
 
-    async def exited(self, handle: JobHandle) -> None:
+    async def exited(self, handle: LocalHandle) -> None:
         await wait_exited(handle.spawned.process)
 
-    async def wait(self, handle: JobHandle) -> int:
+    async def wait(self, handle: LocalHandle) -> Exit:
+        """The exit code; what the job left in its cgroup is killed, and an OOM kill at
+        the job's memory limit is the cause."""
         process = handle.spawned.process
         await wait_exited(process)
         try:
-            async with asyncio.timeout(OUTPUT_CLOSE_SECONDS):
+            # After drain() the pipe is closed; this bounds a caller that did not drain.
+            async with asyncio.timeout(OUTPUT_DRAIN_SECONDS):
                 code = await process.wait()
         except TimeoutError:
             # The leader has exited but something we could not kill holds its output open
             # (it shed our marker): stop reading so the pipe does not keep us waiting.
             process._transport.close()  # type: ignore[attr-defined]  # no public way
             code = await process.wait()
-        if handle.cgroup is not None:
-            await self._end_cgroup(handle, handle.cgroup)
-        return code
+        kills = await self._end_cgroup(handle, handle.cgroup) if handle.cgroup is not None else 0
+        if kills and self.cgroups is not None and self.cgroups.memory_limit is not None:
+            limit = self.cgroups.memory_limit // MIB
+            detail = f"killed by the job memory limit of {limit} MiB ({kills} process(es) OOM-killed)"
+            return Exit(code, ExitCause.MEMORY_LIMIT, detail)
+        return Exit(code)
 
-    async def _end_cgroup(self, handle: JobHandle, cgroup: JobCgroup) -> None:
+    async def _end_cgroup(self, handle: LocalHandle, cgroup: JobCgroup) -> int:
         """A job is over when its program is: what it left in its cgroup (a daemon that
-        closed its output) is killed, the OOM count kept, the cgroup removed."""
+        closed its output) is killed and the cgroup removed; returns its OOM kill count."""
         if cgroup.populated():
             report = await kill_cgroup(cgroup, grace=self._kill_grace, job_id=handle.job_id)
             log.info("job %s: left processes in its cgroup: %s", handle.job_id, report.reason)
-        self._oom[handle.job_id] = cgroup.oom_kills()
+        kills = cgroup.oom_kills()
         cgroup.remove()
+        return kills
 
-    def end_reason(self, handle: JobHandle) -> str | None:
-        kills = self._oom.get(handle.job_id, 0)
-        if not kills or self.cgroups is None or self.cgroups.memory_limit is None:
-            return None
-        limit = self.cgroups.memory_limit // MB
-        return f"killed by the job memory limit of {limit} MB ({kills} process(es) OOM-killed)"
-
-    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]:
-        def sample_all() -> dict[int, dict[str, Any]]:
+    async def sample(self, handles: Sequence[LocalHandle]) -> dict[int, Sample]:
+        def sample_all() -> dict[int, Sample]:
             trees = [h for h in handles if h.cgroup is None]
             by_pid = self.sampler.sample_many([h.pid for h in trees])
             out = {h.job_id: by_pid[h.pid] for h in trees}
@@ -165,7 +150,7 @@ class LocalExecutor:
         # psutil reads /proc for every process of every tree: keep it off the event loop.
         return await asyncio.to_thread(sample_all)
 
-    def _sample_cgroup(self, handle: JobHandle, cgroup: JobCgroup) -> dict[str, Any]:
+    def _sample_cgroup(self, handle: LocalHandle, cgroup: JobCgroup) -> Sample:
         """The kernel's own counts: CPU of every process that ever ran in the cgroup,
         short-lived ones included, and its memory charge (and peak)."""
         now = time.monotonic()
@@ -179,25 +164,23 @@ class LocalExecutor:
         current, peak = cgroup.memory()
         if current is None:  # memory not in any usable hierarchy: sum the members' RSS
             current = _rss(pids)
-        sample: dict[str, Any] = {
-            "running": bool(pids),
-            "pid": handle.pid,
-            "cpu_percent": max(0.0, cpu),
-            "memory_mb": current / MB,
-            "elapsed_seconds": now - started,
-            "num_processes": len(pids),
-        }
-        if peak is not None:
-            sample["memory_peak_mb"] = peak / MB
-        return sample
+        return Sample(
+            running=bool(pids),
+            pid=handle.pid,
+            cpu_percent=max(0.0, cpu),
+            memory_bytes=current,
+            elapsed_seconds=now - started,
+            num_processes=len(pids),
+            memory_peak_bytes=peak,
+        )
 
-    async def kill(self, handle: JobHandle, *, grace: float) -> KillReport:
+    async def kill(self, handle: LocalHandle, *, grace: float) -> KillReport:
         if handle.cgroup is not None:
             return await kill_cgroup(handle.cgroup, grace=grace, job_id=handle.job_id)
         target = Target.of(handle.pgid, handle.identity, handle.marker)
         return await kill_tree(target, grace=grace, escapees=True, job_id=handle.job_id)
 
-    def close_output(self, handle: JobHandle) -> None:
+    def close_output(self, handle: LocalHandle) -> None:
         process = handle.spawned.process
         if process.returncode is not None:
             # Normally already closed; if a process we could not kill still holds the
@@ -205,7 +188,7 @@ class LocalExecutor:
             # (Only once the leader is reaped: closing earlier would kill it.)
             process._transport.close()  # type: ignore[attr-defined]  # no public way
 
-    def release(self, handle: JobHandle) -> None:
+    def release(self, handle: LocalHandle) -> None:
         process = handle.spawned.process
         self.close_output(handle)
         stdin = process.stdin
@@ -218,7 +201,7 @@ class LocalExecutor:
             if handle.cgroup.populated():
                 handle.cgroup.kill_all()
             handle.cgroup.remove()
-        for table in (self._cpu, self._started, self._oom):
+        for table in (self._cpu, self._started):
             table.pop(handle.job_id, None)
 
 

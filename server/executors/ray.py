@@ -17,20 +17,22 @@ import shlex
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
+from pipeline.formats import write_atomic
 from pipeline.protocol import parse_metrics, parse_result
 from pipeline.ray_entry import SECRET_ENV, transcriptor_version
 from server.config import Config
-from server.executors.base import JobHandle, RemoteJobHandle
+from server.executors.base import Exit, ExitCause, JobHandle
 from server.executors.ray_cluster import STOPPED, ClusterError, NoSuchRayJob, RayCluster, RayJobInfo
-from server.executors.ray_orphans import write_result_files
-from server.procs.identity import MARKER_ENV, ProcessIdentity
+from server.procs.identity import MARKER_ENV
 from server.procs.kill import KillReport
-from server.procs.spawn import SpawnedProcess
-from server.store import Store
+from server.procs.sampler import Sample
+
+if TYPE_CHECKING:
+    from server.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -54,32 +56,27 @@ def new_submission_id(install_id: str, job_id: int) -> str:
     return f"transcriptor-{install_id[:8]}-{job_id}-{uuid.uuid4().hex[:8]}"
 
 
+def write_result_files(out_dir: Path, files: dict[str, bytes]) -> None:
+    """The transcript files a [result] line carried, into the job's output folder."""
+    for name, data in files.items():
+        if "/" not in name and name.startswith("transcript"):
+            write_atomic(out_dir / name, data.decode("utf-8", "replace"))
+
+
 @dataclass(eq=False)
-class RayJobHandle(RemoteJobHandle):
+class RayJobHandle(JobHandle):
+    """A job Ray runs: no process here; the row names its submission id instead."""
+
+    remote_id: str = ""
     out_dir: Path | None = None
     skip_lines: int = 0  # lines already in the job's log (a re-attach)
-    metrics: dict[str, Any] | None = None
+    metrics: Sample | None = None
     started: float = field(default_factory=time.monotonic)
     tail_done: asyncio.Event = field(default_factory=asyncio.Event)
     info: RayJobInfo | None = None
     node: str | None = None  # recorded in the row once known
     closed: bool = False
     tail_task: asyncio.Task[None] | None = None
-
-
-def ray_handle(job_id: int, marker: str, submission_id: str, out_dir: Path | None) -> RayJobHandle:
-    # No local process: pid 0 is never signalled (signal_group refuses pgid <= 1).
-    return RayJobHandle(
-        job_id=job_id,
-        marker=marker,
-        pid=0,
-        pgid=0,
-        identity=ProcessIdentity(0, 0, ""),
-        spawned=cast(SpawnedProcess, None),
-        executor_name=NAME,
-        remote_id=submission_id,
-        out_dir=out_dir,
-    )
 
 
 class LineSplitter:
@@ -150,20 +147,31 @@ class RayExecutor:
             env={SECRET_ENV: secret, MARKER_ENV: marker},
         )
         log.info("job %s: submitted to Ray as %s", job_id, submission_id)
-        return ray_handle(job_id, marker, submission_id, out_dir)
+        return RayJobHandle(job_id, marker, remote_id=submission_id, out_dir=out_dir)
 
     def reattach(self, job: dict[str, Any], marker: str, skip_lines: int) -> RayJobHandle:
         """A handle on a Ray job a previous server instance started; its log resumes after
         the `skip_lines` lines already in the job's log file."""
         out_dir = Path(job["output_path"]) if job.get("output_path") else None
-        handle = ray_handle(int(job["id"]), marker, str(job["ray_submission_id"]), out_dir)
-        handle.skip_lines = skip_lines
-        return handle
+        return RayJobHandle(
+            int(job["id"]),
+            marker,
+            remote_id=str(job["ray_submission_id"]),
+            out_dir=out_dir,
+            skip_lines=skip_lines,
+        )
+
+    async def register(
+        self, handle: RayJobHandle, store: Store, *, instance_id: str, log_file_path: str
+    ) -> bool:
+        # No local process: the row already names the Ray job (start() wrote it).
+        return await store.register_remote(
+            handle.job_id, instance_id=instance_id, log_file_path=log_file_path
+        )
 
     # -- output ------------------------------------------------------------------------
 
-    async def lines(self, handle: JobHandle) -> AsyncIterator[str]:
-        ray = cast(RayJobHandle, handle)
+    async def lines(self, ray: RayJobHandle) -> AsyncIterator[str]:
         splitter = LineSplitter()
         seen = 0  # lines of Ray's log read so far; a re-opened tail replays them
         to_skip = ray.skip_lines
@@ -232,12 +240,14 @@ class RayExecutor:
         """Consume a wrapper's metrics or result line; True if it was one."""
         metrics = parse_metrics(line)
         if metrics is not None:
-            ray.metrics = {
-                **metrics,
-                "running": True,
-                "pid": None,
-                "elapsed_seconds": time.monotonic() - ray.started,
-            }
+            ray.metrics = Sample(
+                running=True,
+                pid=None,
+                cpu_percent=metrics.cpu_percent,
+                memory_bytes=metrics.memory_bytes,
+                elapsed_seconds=time.monotonic() - ray.started,
+                num_processes=metrics.num_processes,
+            )
             return True
         files = parse_result(line)
         if files is None:
@@ -260,19 +270,18 @@ class RayExecutor:
             return False
         return ray.info.terminal
 
-    async def exited(self, handle: JobHandle) -> None:
+    async def exited(self, ray: RayJobHandle) -> None:
         # Ray's log outlives the job by seconds: the job is over for us when the tail is.
-        await cast(RayJobHandle, handle).tail_done.wait()
+        await ray.tail_done.wait()
 
-    def close_output(self, handle: JobHandle) -> None:
-        ray = cast(RayJobHandle, handle)
+    def close_output(self, ray: RayJobHandle) -> None:
         ray.closed = True
         if ray.tail_task is not None:
             ray.tail_task.cancel()
 
-    async def wait(self, handle: JobHandle) -> int:
-        """The job's exit code once Ray reports it ended; a stop reads as SIGTERM (-15)."""
-        ray = cast(RayJobHandle, handle)
+    async def wait(self, ray: RayJobHandle) -> Exit:
+        """The job's exit once Ray reports it ended; a stop reads as SIGTERM (-15). A job
+        the cluster forgot, or a cluster unreachable for too long, is lost."""
         reachable = time.monotonic()
         while True:
             try:
@@ -280,34 +289,32 @@ class RayExecutor:
                 reachable = time.monotonic()
             except NoSuchRayJob as error:
                 log.warning("job %s: %s", ray.job_id, error)  # the cluster was reset
-                return 1
+                return Exit(1, ExitCause.LOST, str(error))
             except ClusterError as error:
                 log.warning("job %s: %s", ray.job_id, error)
                 info = None
                 if time.monotonic() - reachable > UNREACHABLE_SECONDS:
-                    return 1
+                    return Exit(1, ExitCause.LOST, f"Ray unreachable: {error}")
             if info is not None and info.terminal:
                 if info.status == STOPPED:
-                    return -15
+                    return Exit(-15)
                 if info.driver_exit_code is not None:
-                    return int(info.driver_exit_code)
-                return 0 if info.status == "SUCCEEDED" else 1
+                    return Exit(int(info.driver_exit_code))
+                return Exit(0 if info.status == "SUCCEEDED" else 1)
             await asyncio.sleep(STATUS_POLL_SECONDS)
 
     # -- metrics and stopping ----------------------------------------------------------
 
-    async def sample(self, handles: Sequence[JobHandle]) -> dict[int, dict[str, Any]]:
+    async def sample(self, handles: Sequence[RayJobHandle]) -> dict[int, Sample]:
         """The last metrics each job's wrapper reported."""
         samples = {}
-        for handle in handles:
-            ray = cast(RayJobHandle, handle)
+        for ray in handles:
             if ray.metrics is not None:
-                samples[ray.job_id] = {**ray.metrics, "elapsed_seconds": time.monotonic() - ray.started}
+                samples[ray.job_id] = replace(ray.metrics, elapsed_seconds=time.monotonic() - ray.started)
         return samples
 
-    async def kill(self, handle: JobHandle, *, grace: float) -> KillReport:
+    async def kill(self, ray: RayJobHandle, *, grace: float) -> KillReport:
         """Ask Ray to stop the job; Ray's own grace (RAY_JOB_STOP_WAIT_TIME_S) applies."""
-        ray = cast(RayJobHandle, handle)
         try:
             stopping = await self.cluster.stop(ray.remote_id)
         except ClusterError as error:
@@ -315,10 +322,6 @@ class RayExecutor:
         reason = f"asked Ray to stop {ray.remote_id}" if stopping else f"Ray job {ray.remote_id} had ended"
         return KillReport(ray.job_id, stopping, False, 0, reason)
 
-    def end_reason(self, handle: JobHandle) -> str | None:
-        """Ray reports no memory-limit kills of its own; the exit code says the rest."""
-        return None
-
-    def release(self, handle: JobHandle) -> None:
-        self.close_output(handle)
+    def release(self, ray: RayJobHandle) -> None:
+        self.close_output(ray)
 

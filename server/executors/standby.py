@@ -38,14 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.protocol import STANDBY_READY
-from server.config import Config
 from server.executors import priority
-from server.executors.base import Executor, JobHandle
+from server.executors.base import LocalHandle
 from server.executors.local import LocalExecutor
 from server.procs.cgroup import Cgroups, JobCgroup
 from server.procs.identity import MARKER_ENV, group_members
 from server.procs.kill import KillReport, Target, kill_tree
-from server.procs.sampler import TreeSampler
+from server.procs.sampler import MIB, TreeSampler
 from server.procs.spawn import SpawnedProcess, spawn, wait_exited
 
 log = logging.getLogger(__name__)
@@ -195,16 +194,18 @@ class StandbyExecutor(LocalExecutor):
             async with asyncio.timeout(STANDBY_KILL_GRACE):
                 await process.wait()
 
-    def status(self) -> dict[str, Any]:
-        """How many standbys wait and warm; memory_mb needs `sample_memory`."""
+    async def status(self) -> dict[str, Any]:
+        """For /api/health and the home page: how many standbys wait and warm, and the
+        memory they hold."""
         ready = sum(1 for s in self._standbys if s.ready)
-        return {"ready": ready, "warming": len(self._standbys) - ready}
+        memory_mb = round(await self.memory_bytes() / MIB, 1)  # MiB: shown to a person
+        return {"ready": ready, "warming": len(self._standbys) - ready, "memory_mb": memory_mb}
 
-    async def sample_memory(self) -> float:
-        """MB held by the standbys not yet taken (leader and loaded worker)."""
+    async def memory_bytes(self) -> int:
+        """Bytes held by the standbys not yet taken (leader and loaded worker)."""
         pids = [s.pid for s in self._standbys]
         samples = await asyncio.to_thread(self._memory.sample_many, pids)
-        return round(sum(s["memory_mb"] for s in samples.values()), 1)
+        return sum(s.memory_bytes for s in samples.values())
 
     # -- taking one for a job ----------------------------------------------------------
 
@@ -305,7 +306,7 @@ class StandbyExecutor(LocalExecutor):
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         own_stderr: bool = False,
-    ) -> JobHandle:
+    ) -> LocalHandle:
         standby = None
         if self.count > 0 and not own_stderr and self._fits(argv, cwd, env):
             standby = await self._take(job_id, argv, marker)
@@ -315,9 +316,11 @@ class StandbyExecutor(LocalExecutor):
             )
         spawned = standby.spawned
         identity = spawned.identity
-        return JobHandle(job_id, marker, identity.pid, spawned.pgid, identity, spawned, cgroup=standby.cgroup)
+        return LocalHandle(
+            job_id, marker, identity.pid, spawned.pgid, identity, spawned, cgroup=standby.cgroup
+        )
 
-    async def kill(self, handle: JobHandle, *, grace: float) -> KillReport:
+    async def kill(self, handle: LocalHandle, *, grace: float) -> KillReport:
         report = await super().kill(handle, grace=grace)
         standby = self._taken.get(handle.job_id)
         if standby is None:
@@ -332,37 +335,7 @@ class StandbyExecutor(LocalExecutor):
             report.reason += f"; standby-marked: {swept.reason}"
         return report
 
-    def release(self, handle: JobHandle) -> None:
+    def release(self, handle: LocalHandle) -> None:
         self._taken.pop(handle.job_id, None)
         super().release(handle)
 
-
-def make_executor(config: Config, install_id: str, *, cgroups: Cgroups | None = None) -> Executor:
-    """Standbys only for the built-in pipeline: a custom command starts every job cold."""
-    if config.standby <= 0 or config.pipeline_command:
-        return LocalExecutor(cgroups=cgroups, kill_grace=config.kill_grace)
-    return StandbyExecutor(
-        count=config.standby,
-        model=config.default_model,
-        threads=config.default_threads,
-        install_id=install_id,
-        cgroups=cgroups,
-        kill_grace=config.kill_grace,
-    )
-
-
-async def begin_standbys(executor: Executor) -> None:
-    if isinstance(executor, StandbyExecutor):
-        executor.begin()
-
-
-async def close_standbys(executor: Executor) -> None:
-    if isinstance(executor, StandbyExecutor):
-        await executor.close()
-
-
-async def standby_status(executor: Executor) -> dict[str, Any] | None:
-    """For /api/health and the home page: None when this server keeps no standbys."""
-    if not isinstance(executor, StandbyExecutor):
-        return None
-    return {**executor.status(), "memory_mb": await executor.sample_memory()}

@@ -10,9 +10,10 @@ from typing import Any
 from server.config import Config
 
 
-def pipeline_argv(config: Config, job: dict[str, Any], out_dir: Path) -> list[str]:
+def pipeline_argv(config: Config, job: dict[str, Any], out_dir: Path, *, resume: bool = False) -> list[str]:
     """The pipeline's command line; options a job has no value for (rows an older
-    install left queued) fall back to the pipeline's own defaults."""
+    install left queued) fall back to the pipeline's own defaults. `resume`: the job was
+    interrupted; the pipeline goes on from its own transcript.partial.json."""
     command = list(config.pipeline_command) or [sys.executable, "-m", "pipeline"]
     argv = [*command, str(job["original_path"]), "--out-dir", str(out_dir)]
     for column in ("model", "language", "processes", "threads", "chunk_seconds", "overlap_seconds"):
@@ -20,6 +21,8 @@ def pipeline_argv(config: Config, job: dict[str, Any], out_dir: Path) -> list[st
             argv += ["--" + column.replace("_", "-"), str(job[column])]
     if config.allow_model_downloads:
         argv.append("--allow-download")
+    if resume:
+        argv.append("--resume")
     return [*argv, *option_flags(job.get("pipeline_options")), "--lifeline"]
 
 

@@ -33,6 +33,24 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _encode_str = json.encoder.encode_basestring  # C-accelerated
 
 
+@dataclass(frozen=True)
+class StatusChange:
+    """The event of a `status` message: what a subscriber in this process acts on without
+    decoding the JSON (the OpenAI follower)."""
+
+    status: str
+
+
+# What a subscriber is offered beside the encoded message: the event it was made from.
+Offered = Event | StatusChange | None
+
+
+def status_message(view: dict[str, Any]) -> dict[str, Any]:
+    """The `status` message for a job as the API shows it (the runner's view)."""
+    keys = ("status", "progress", "exit_code", "error_message", "cancel_reason", "queue_position")
+    return {"type": "status", "job": view["id"], **{key: view.get(key) for key in keys}}
+
+
 def encode(message: dict[str, Any]) -> str:
     return _encode(message)
 
@@ -73,9 +91,11 @@ class Subscriber:
             self.ready.set()
         return True
 
-    def offer(self, job_id: int, encoded: str, next_seq: int, *, log_line: bool) -> None:
+    def offer(
+        self, job_id: int, encoded: str, next_seq: int, *, log_line: bool, event: Offered = None
+    ) -> None:
         """Queue one message; `next_seq` is the seq of the next log line this one precedes
-        (its own, for a log line)."""
+        (its own, for a log line); `event` is what the message encodes, if it has one."""
         # Called once per message per subscriber: the common case is one test and _put.
         if self.missed:
             self._tell_missed(job_id, next_seq)
@@ -128,7 +148,7 @@ class Channel:
                 "done_seconds": event.done_seconds,
                 "total_seconds": event.total_seconds,
             }
-            self._publish_seq(seq, message)
+            self._publish_seq(seq, message, event)
         elif isinstance(event, Segment):
             message = {
                 "type": "segment",
@@ -138,13 +158,13 @@ class Channel:
                 "end": event.end,
                 "text": event.text,
             }
-            self._publish_seq(seq, message)
+            self._publish_seq(seq, message, event)
         return seq
 
-    def _publish_seq(self, seq: int, message: dict[str, Any]) -> None:
-        self._publish_encoded(seq, encode(message), log_line=False)
+    def _publish_seq(self, seq: int, message: dict[str, Any], event: Event) -> None:
+        self._publish_encoded(seq, encode(message), log_line=False, event=event)
 
-    def _publish_encoded(self, seq: int, encoded: str, *, log_line: bool) -> None:
+    def _publish_encoded(self, seq: int, encoded: str, *, log_line: bool, event: Offered = None) -> None:
         replay = self.replay
         replay.append((seq, encoded))
         self.replay_size += len(encoded)
@@ -156,13 +176,17 @@ class Channel:
         # the next log line still to come.
         next_seq = seq if log_line else self.seq + 1
         for subscriber in self.subscribers:
-            subscriber.offer(self.job_id, encoded, next_seq, log_line=log_line)
+            subscriber.offer(self.job_id, encoded, next_seq, log_line=log_line, event=event)
 
-    def publish(self, message: dict[str, Any]) -> None:
+    def publish(self, message: dict[str, Any], event: Offered = None) -> None:
         """A message with no log sequence (status, metrics): live only, never replayed."""
         encoded = encode(message)
         for subscriber in self.subscribers:
-            subscriber.offer(self.job_id, encoded, self.seq + 1, log_line=False)
+            subscriber.offer(self.job_id, encoded, self.seq + 1, log_line=False, event=event)
+
+    def publish_status(self, message: dict[str, Any]) -> None:
+        """A `status_message`, with its status as the typed event."""
+        self.publish(message, StatusChange(str(message["status"])))
 
     def replay_since(
         self, since: int, room: tuple[int, int] | None = None

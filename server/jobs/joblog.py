@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.config import Config
+
 CAP_MARKER_PREFIX = "[transcriptor] log file reached its cap"
 
 
@@ -49,12 +51,14 @@ class JobLog:
     unbuffered so a person's `tail -f` sees each line as it comes.
     """
 
-    def __init__(self, path: Path, *, cap_bytes: int) -> None:
+    def __init__(self, path: Path, *, cap_bytes: int, before: LogIndex | None = None) -> None:
+        """`before`: the counts of the lines already in the file (a job followed again
+        after a restart), so numbering and the index go on from them."""
         self.path = path
         self.cap_bytes = cap_bytes
-        self.capped = False
-        self.lines = 0
-        self.kept = 0
+        self.capped = before.capped if before else False
+        self.lines = before.lines if before else 0
+        self.kept = before.kept if before else 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("ab", buffering=0)
         self.written = self._file.tell()
@@ -66,9 +70,9 @@ class JobLog:
         data = line.encode("utf-8", "replace") + b"\n"
         if self.written + len(data) > self.cap_bytes:
             self.capped = True
-            cap_mb = self.cap_bytes / 1_000_000
+            cap_mb = self.cap_bytes / 2**20  # MiB, as --log-cap-mb is
             marker = (
-                f"{CAP_MARKER_PREFIX} of {cap_mb:g} MB; "
+                f"{CAP_MARKER_PREFIX} of {cap_mb:g} MiB; "
                 "further lines are not written here (they still stream live)\n"
             )
             self._file.write(marker.encode())
@@ -82,3 +86,34 @@ class JobLog:
         # A few bytes, once per job: fine on the event loop.
         index = {"lines": self.lines, "kept": self.kept}
         index_path(self.path).write_text(json.dumps(index), encoding="utf-8")
+
+
+def job_log_path(config: Config, job_id: int) -> Path:
+    """Where a job's log file goes unless its row names one already."""
+    return config.logs_dir / f"job-{job_id}.log"
+
+
+def open_job_log(config: Config, path: Path, before: LogIndex | None = None) -> JobLog:
+    """A job's log file, appended to, with the configured cap."""
+    return JobLog(path, cap_bytes=config.log_cap_bytes, before=before)
+
+
+def reopen_job_log(config: Config, path: Path) -> tuple[JobLog, list[str]]:
+    """A job's log to go on with after a restart, and the lines it holds (blocking).
+
+    A line cut by a crash has no newline: it is cut off, so the file holds exactly the
+    lines counted (a re-attach's tail sends it again whole). The numbering goes on from
+    the index a clean close left, else from the lines there."""
+    try:
+        with path.open("r+b") as file:
+            data = file.read()
+            file.truncate(data.rfind(b"\n") + 1)
+    except FileNotFoundError:
+        data = b""
+    lines = data[: data.rfind(b"\n") + 1].decode("utf-8", "replace").splitlines()
+    if lines and lines[-1].startswith(CAP_MARKER_PREFIX):
+        lines.pop()  # not a numbered line
+    index = read_index(path)
+    if index is None or index.kept != len(lines):
+        index = LogIndex(lines=len(lines), kept=len(lines))
+    return open_job_log(config, path, index), lines

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.config import Config
+from server.executors.base import Executor
 from server.jobs.orphans import OrphanReaper
 from server.jobs.runner import Runner
-from server.store import Store
+from server.procs.sampler import MIB
+
+if TYPE_CHECKING:
+    from server.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +25,7 @@ class Monitor:
         config: Config,
         store: Store,
         runner: Runner,
+        executor: Executor[Any],
         reaper: OrphanReaper,
         *,
         instance_id: str,
@@ -28,6 +33,7 @@ class Monitor:
         self.config = config
         self.store = store
         self.runner = runner
+        self.executor = executor
         self.reaper = reaper
         self.instance_id = instance_id
         self._last_heartbeat = 0.0
@@ -49,34 +55,28 @@ class Monitor:
             await asyncio.sleep(max(0.05, self.config.metrics_interval - elapsed))
 
     async def sample_once(self) -> None:
-        live = [(r, r.live_handle) for r in self.runner.running.values()]
+        live = [(r, r.live_handle) for r in self.runner.runs()]
         running = [r for r, handle in live if handle is not None]
         if not running:
             return
         handles = [handle for _r, handle in live if handle is not None]
-        samples = await self.runner.executor.sample(handles)
-        for job in running:
-            sample = samples.get(job.job_id)
-            if sample is None or job.job_id not in self.runner.running:
+        samples = await self.executor.sample(handles)
+        ids = self.runner.running_ids()
+        for run in running:
+            sample = samples.get(run.job_id)
+            if sample is None or run.job_id not in ids:
                 continue
-            job.metrics = sample
-            channel = self.runner.channels.find(job.job_id)
-            if channel is not None:
-                channel.publish({"type": "metrics", "job": job.job_id, **metrics_fields(sample)})
+            run.metrics = sample
+            run.channel.publish({"type": "metrics", "job": run.job_id, **sample.fields()})
 
     async def heartbeat_once(self) -> None:
-        owned = [r for r in self.runner.running.values() if r.live_handle is not None]
+        owned = [r for r in self.runner.runs() if r.live_handle is not None]
         await self.store.touch_instance(self.instance_id)
         await self.store.update_heartbeats([r.job_id for r in owned])
         samples = [
-            (
-                r.job_id,
-                float(r.metrics["cpu_percent"]),
-                float(r.metrics["memory_mb"]),
-                int(r.metrics["num_processes"]),
-            )
+            (r.job_id, r.metrics.cpu_percent, r.metrics.memory_bytes / MIB, r.metrics.num_processes)
             for r in owned
-            if r.metrics and r.metrics.get("running")
+            if r.metrics and r.metrics.running
         ]
         if samples:
             await self.store.record_metrics_many(samples)
@@ -86,21 +86,9 @@ class Monitor:
         reports = await self.reaper.reap(
             self.config.orphan_timeout,
             live_instance_ids={self.instance_id},
-            exclude_job_ids=self.runner.running.keys(),  # live: a job started meanwhile counts
+            exclude_job_ids=self.runner.running_ids(),  # live: a job started meanwhile counts
         )
         for report in reports:
             log.warning("job %s: %s", report.job_id, report.reason)
-            await self.runner.announce(report.job_id)
+            await self.runner.settled(report.job_id)
 
-
-def metrics_fields(sample: dict[str, Any]) -> dict[str, Any]:
-    fields = {
-        "cpu_percent": round(float(sample.get("cpu_percent", 0.0)), 1),
-        "memory_mb": round(float(sample.get("memory_mb", 0.0)), 1),
-        "elapsed_seconds": round(float(sample.get("elapsed_seconds", 0.0)), 1),
-        "pid": sample.get("pid"),
-        "num_processes": sample.get("num_processes", 0),
-    }
-    if "memory_peak_mb" in sample:  # only a cgroup's memory charge keeps a peak
-        fields["memory_peak_mb"] = round(float(sample["memory_peak_mb"]), 1)
-    return fields

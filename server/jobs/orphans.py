@@ -10,15 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from server.executors.base import job_marker
-from server.jobs.state import ORPHANED_PREFIX, JobStatus, failure, record_ending
-from server.procs.cgroup import Cgroups, kill_cgroup
+from server.jobs.state import (
+    INTERRUPTED_PREFIX,
+    ORPHANED_PREFIX,
+    JobStatus,
+    failure,
+    record_ending,
+    resumable,
+)
+from server.procs.cgroup import Cgroups, JobCgroup, kill_cgroup
 from server.procs.identity import identity_matches, leader_state, marker_carriers
 from server.procs.kill import KillReport, Target, check_group, kill_tree
-from server.store import Store
+
+if TYPE_CHECKING:
+    from server.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,19 @@ class OrphanReport:
     reason: str  # the error_message written (or that would be, with dry_run)
     verified: bool  # something alive was proven to be the job's
     killed: bool
+    resumed: bool = False  # queued again to be resumed, not ended
+
+
+@dataclass
+class _Findings:
+    """What the orphan rule found of a running row."""
+
+    causes: list[str] = field(default_factory=list)
+    owner_gone: bool = False  # the server instance that ran it is gone
+    verified: bool = False  # something alive is provably the job's
+    unprovable: bool = False  # its leader's pid is alive but not provably the job's
+    cgroup: JobCgroup | None = None
+    in_cgroup: bool = False
 
 
 def row_target(job: Mapping[str, Any], install_id: str) -> Target | None:
@@ -56,7 +78,7 @@ async def kill_job_row(
 
 
 class RemoteOrphans(Protocol):
-    """The orphan rule for jobs an executor runs elsewhere (server/executors/ray_orphans.py)."""
+    """The orphan rule for jobs an executor runs elsewhere (server/jobs/ray_orphans.py)."""
 
     executor_name: str
 
@@ -93,9 +115,12 @@ class OrphanReaper:
         live_instance_ids: Collection[str] = (),
         dry_run: bool = False,
         exclude_job_ids: Collection[int] = (),
+        resume: bool = False,
     ) -> list[OrphanReport]:
         """Settle running jobs nobody is watching any more: kill what is provably theirs,
-        mark them failed with an `orphaned:` reason. dry_run only reports.
+        mark them failed with an `orphaned:` reason. dry_run only reports. With `resume`
+        (a server starting), a local job whose server is gone and of which nothing runs
+        any more (or only what could be killed) is queued again, to be resumed.
 
         A live runner must pass the jobs it is waiting on as `exclude_job_ids`: it records
         their real endings itself, and a process that just exited would otherwise be
@@ -115,7 +140,7 @@ class OrphanReaper:
                 # Runs elsewhere: no local process to look for; its executor's rule applies.
                 report = await self._settle_remote(job, instances, live, dry_run)
             else:
-                report = await self._settle(job, stale, instances, live, timeout_seconds, dry_run)
+                report = await self._settle(job, stale, instances, live, timeout_seconds, dry_run, resume)
             if report is not None:
                 reports.append(report)
         if not dry_run:
@@ -170,12 +195,42 @@ class OrphanReaper:
         live: set[str],
         timeout_seconds: float,
         dry_run: bool,
+        resume: bool,
     ) -> OrphanReport | None:
+        job_id, pid = int(job["id"]), job["process_id"]
+        found = await self._inspect(job, stale, instances, live, timeout_seconds)
+        if not found.causes:
+            return None
+        message = f"{ORPHANED_PREFIX} " + "; ".join(found.causes)
+        killed, survivors = False, 0
+        if found.verified and not dry_run:
+            note, killed, survivors = await self._kill(job, found)
+            message += note
+        if found.cgroup is not None and not dry_run:
+            found.cgroup.remove()
+        # The server going away interrupted it and nothing of it runs now: queued again,
+        # to be resumed. Something alive that may not be signalled keeps the orphan rule.
+        if resume and resumable(job) and found.owner_gone and not found.unprovable and not survivors:
+            message = message.replace(ORPHANED_PREFIX, INTERRUPTED_PREFIX, 1) + "; queued again to resume"
+            if not dry_run and not await self.store.requeue_interrupted(job_id):
+                return None  # it ended meanwhile
+            return OrphanReport(job_id, pid, message, found.verified, killed, resumed=True)
+        if not dry_run:
+            await record_ending(self.store, job_id, failure(message))
+        return OrphanReport(job_id, pid, message, found.verified, killed)
+
+    async def _inspect(
+        self,
+        job: dict[str, Any],
+        stale: Mapping[int, dict[str, Any]],
+        instances: Mapping[str, dict[str, Any]],
+        live: set[str],
+        timeout_seconds: float,
+    ) -> _Findings:
         job_id = int(job["id"])
         pid = job["process_id"]
         marker = job_marker(self.store.install_id, job_id)
-        causes: list[str] = []
-
+        found = _Findings()
         owner = job["instance_id"]
         if owner is not None and owner not in live:
             row = instances.get(owner)
@@ -183,12 +238,13 @@ class OrphanReaper:
                 identity_matches, row["pid"], row["start_ticks"], row["boot_id"], None
             )
             if not owner_alive:
-                causes.append(f"server instance {owner[:8]}… is gone")
+                found.owner_gone = True
+                found.causes.append(f"server instance {owner[:8]}… is gone")
         if job_id in stale:
             if job["last_heartbeat"] is None:
-                causes.append("no heartbeat recorded")
+                found.causes.append("no heartbeat recorded")
             else:
-                causes.append(f"heartbeat older than {timeout_seconds:g} s")
+                found.causes.append(f"heartbeat older than {timeout_seconds:g} s")
 
         leader_alive, leader_ours = await asyncio.to_thread(
             leader_state, pid, job["process_start_ticks"], job["process_boot_id"], marker
@@ -204,39 +260,34 @@ class OrphanReaper:
         # Something alive is provably the job's: its leader, its group, or a process that
         # left the group but carries the marker.
         # Membership of the job's cgroup is proof on its own: the list is the kernel's.
-        cgroup = self.cgroups.job(job_id) if self.cgroups is not None else None
-        in_cgroup = cgroup is not None and bool(await asyncio.to_thread(cgroup.pids))
-        verified = in_cgroup or leader_ours or (check.ours and check.members > 0)
-        if not verified:
-            verified = bool(await asyncio.to_thread(marker_carriers, marker))
-        process_cause = None
+        found.cgroup = self.cgroups.job(job_id) if self.cgroups is not None else None
+        found.in_cgroup = found.cgroup is not None and bool(await asyncio.to_thread(found.cgroup.pids))
+        found.verified = found.in_cgroup or leader_ours or (check.ours and check.members > 0)
+        if not found.verified:
+            found.verified = bool(await asyncio.to_thread(marker_carriers, marker))
         if pid is None:
-            process_cause = "no process recorded"
+            found.causes.append("no process recorded")
         elif not leader_alive:
-            process_cause = f"process {pid} is gone"
+            found.causes.append(f"process {pid} is gone")
         elif not leader_ours:
-            process_cause = f"pid {pid} now belongs to another process"
-            if not verified:
-                process_cause += "; not signalled"
-        if process_cause is not None:
-            causes.append(process_cause)
-        if not causes:
-            return None
+            cause = f"pid {pid} now belongs to another process"
+            if not found.verified:
+                cause += "; not signalled"
+                found.unprovable = True
+            found.causes.append(cause)
+        return found
 
-        message = f"{ORPHANED_PREFIX} " + "; ".join(causes)
-        killed = False
-        if verified and not dry_run:
-            if cgroup is not None and in_cgroup:
-                report = await kill_cgroup(cgroup, grace=self.kill_grace, job_id=job_id)
-                killed = report.signalled
-                message += f"; {report.reason}"
-            # The identity and marker checks still run: for what left the cgroup.
-            report = await kill_job_row(job, self.store.install_id, grace=self.kill_grace)
-            killed = killed or report.signalled
-            if report.signalled or not in_cgroup:
-                message += f"; {report.reason}"
-        if cgroup is not None and not dry_run:
-            cgroup.remove()
-        if not dry_run:
-            await record_ending(self.store, job_id, failure(message))
-        return OrphanReport(job_id, pid, message, verified, killed)
+    async def _kill(self, job: dict[str, Any], found: _Findings) -> tuple[str, bool, int]:
+        """Kill what is provably the job's: (what the message adds, killed, survivors)."""
+        note, killed, survivors = "", False, 0
+        if found.cgroup is not None and found.in_cgroup:
+            report = await kill_cgroup(found.cgroup, grace=self.kill_grace, job_id=int(job["id"]))
+            killed, survivors = report.signalled, report.survivors
+            note += f"; {report.reason}"
+        # The identity and marker checks still run: for what left the cgroup.
+        report = await kill_job_row(job, self.store.install_id, grace=self.kill_grace)
+        killed = killed or report.signalled
+        survivors += report.survivors
+        if report.signalled or not found.in_cgroup:
+            note += f"; {report.reason}"
+        return note, killed, survivors

@@ -11,9 +11,10 @@ table does not allow. `decide_ending` is the one place an ending's status is cho
 from __future__ import annotations
 
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from server.store import Store
@@ -37,7 +38,10 @@ ACTIVE_STATES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     # A queued job can fail before it runs: the executable is missing, or it was orphaned.
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
-    JobStatus.RUNNING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}),
+    # Back to the queue only when the server going away interrupted it (to be resumed).
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED}
+    ),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.FAILED: frozenset(),
     JobStatus.CANCELLED: frozenset(),
@@ -58,6 +62,9 @@ REASON_BEFORE_START = "cancelled before start"
 # The HTTP request that is the job (the OpenAI API) ended before its answer did.
 REASON_CLIENT_DISCONNECTED = "client disconnected"
 ORPHANED_PREFIX = "orphaned:"
+STALLED_PREFIX = "stalled:"
+# A job the server's going away interrupted, queued again to be resumed.
+INTERRUPTED_PREFIX = "interrupted:"
 
 
 class Phase(Enum):
@@ -84,15 +91,21 @@ class PhaseError(RuntimeError):
 
 
 class PhaseMachine:
-    """A running job's phase; `change` is the only way it moves (supervisor's change_state)."""
+    """A running job's phase; `change` is the only way it moves (supervisor's change_state).
+    A move to stopping carries its reason, kept as `stop_reason`."""
 
     def __init__(self) -> None:
         self.phase = Phase.STARTING
+        self.stop_reason: str | None = None  # why it is stopping; set by the move
 
-    def change(self, new: Phase) -> None:
+    def change(self, new: Phase, *, reason: str | None = None) -> None:
         if new not in ALLOWED_PHASES[self.phase]:
             raise PhaseError(f"a job cannot go from {self.phase.value} to {new.value}")
+        if (new is Phase.STOPPING) != (reason is not None):
+            raise PhaseError("a move to stopping, and only that move, carries a reason")
         self.phase = new
+        if reason is not None:
+            self.stop_reason = reason
 
     def expect(self, *phases: Phase) -> None:
         if self.phase not in phases:
@@ -124,10 +137,18 @@ def describe_exit(code: int) -> str:
 
 
 def decide_ending(
-    code: int | None, *, cancel_reason: str | None, detail: str | None = None, cause: str | None = None
+    code: int | None,
+    *,
+    cancel_reason: str | None,
+    detail: str | None = None,
+    cause: str | None = None,
+    failed: str | None = None,
 ) -> Ending:
-    """The status a job that ran ends with: cancelled if it was cancelled, else by its exit.
-    `cause` is what the executor knows killed it (a memory limit), put first."""
+    """The status a job that ran ends with: failed if the server stopped it for a fault of
+    its own (`failed`: a stall), cancelled if it was cancelled, else by its exit. `cause`
+    is what the executor knows killed it (a memory limit), put first."""
+    if failed is not None:
+        return Ending(JobStatus.FAILED, code, message=failed)
     if cancel_reason is not None:
         return Ending(JobStatus.CANCELLED, code, cancel_reason=cancel_reason)
     if code == 0:
@@ -138,6 +159,13 @@ def decide_ending(
     if cause:
         message = f"{cause}; {message}"
     return Ending(JobStatus.FAILED, code, message=message)
+
+
+def resumable(job: Mapping[str, Any]) -> bool:
+    """Whether a job the server's going away interrupted is taken up again: one from an
+    upload run here. A cluster's job is re-attached instead; one whose input is a client's
+    request (the OpenAI API) ended with that request."""
+    return job.get("executor") in (None, "local") and job.get("source") is None
 
 
 def failure(message: str) -> Ending:

@@ -9,22 +9,50 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
 from server.procs.identity import all_stats
 
+MIB = 1024 * 1024  # every *_mb figure this project shows or takes is MiB
 
-def gone_sample(pid: int | None) -> dict[str, Any]:
-    return {
-        "running": False,
-        "pid": pid,
-        "cpu_percent": 0.0,
-        "memory_mb": 0.0,
-        "elapsed_seconds": 0.0,
-        "num_processes": 0,
-    }
+
+@dataclass(frozen=True)
+class Sample:
+    """CPU and memory of one job's processes at one moment, however they were measured
+    (this /proc sampler, a job's cgroup, or a Ray node's report). Memory is in bytes, as
+    measured; it becomes MiB only where a person reads it (`fields`)."""
+
+    running: bool
+    pid: int | None
+    cpu_percent: float  # 100 = one core
+    memory_bytes: int
+    elapsed_seconds: float
+    num_processes: int
+    memory_peak_bytes: int | None = None  # only a cgroup's memory charge keeps a peak
+
+    def fields(self) -> dict[str, Any]:
+        """As the API, the websocket and the CLI show it: rounded, memory also in MiB."""
+        shown: dict[str, Any] = {
+            "running": self.running,
+            "pid": self.pid,
+            "cpu_percent": round(self.cpu_percent, 1),
+            "memory_bytes": self.memory_bytes,
+            "memory_mb": round(self.memory_bytes / MIB, 1),
+            "elapsed_seconds": round(self.elapsed_seconds, 1),
+            "num_processes": self.num_processes,
+        }
+        if self.memory_peak_bytes is not None:
+            shown["memory_peak_mb"] = round(self.memory_peak_bytes / MIB, 1)
+        return shown
+
+
+def gone_sample(pid: int | None) -> Sample:
+    return Sample(
+        running=False, pid=pid, cpu_percent=0.0, memory_bytes=0, elapsed_seconds=0.0, num_processes=0
+    )
 
 
 class TreeSampler:
@@ -39,7 +67,7 @@ class TreeSampler:
         self._lock = threading.Lock()
         self._trees: dict[int, dict[int, psutil.Process]] = {}
 
-    def sample_many(self, root_pids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    def sample_many(self, root_pids: Iterable[int]) -> dict[int, Sample]:
         """CPU and memory of each root's tree, finding every tree's members in one pass over /proc.
 
         psutil's children() reads the stat of every process on the machine; once per job
@@ -51,7 +79,7 @@ class TreeSampler:
                 children_of.setdefault(stat.ppid, []).append(pid)
         return {pid: self._sample(pid, children_of) for pid in root_pids}
 
-    def _sample(self, root_pid: int, children_of: dict[int, list[int]]) -> dict[str, Any]:
+    def _sample(self, root_pid: int, children_of: dict[int, list[int]]) -> Sample:
         with self._lock:
             cache = self._trees.setdefault(root_pid, {})
             root = self._cached(cache, root_pid)
@@ -85,14 +113,14 @@ class TreeSampler:
                 count += 1
             for pid in [p for p in cache if p not in seen]:
                 del cache[pid]
-            return {
-                "running": True,
-                "pid": root_pid,
-                "cpu_percent": cpu,
-                "memory_mb": rss / (1024 * 1024),
-                "elapsed_seconds": elapsed,
-                "num_processes": count,
-            }
+            return Sample(
+                running=True,
+                pid=root_pid,
+                cpu_percent=cpu,
+                memory_bytes=rss,
+                elapsed_seconds=elapsed,
+                num_processes=count,
+            )
 
     def forget(self, root_pid: int) -> None:
         with self._lock:

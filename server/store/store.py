@@ -368,6 +368,13 @@ class Store(MetricsQueries, RemoteQueries):
             now_columns=("finished_at",),
         )
 
+    async def requeue_interrupted(self, job_id: int) -> bool:
+        """running -> queued for a job the server's going away interrupted, to be resumed:
+        the process it ran is forgotten; started_at stays, the mark of a resume."""
+        forget = ("process_id", "process_group_id", "process_start_ticks", "process_boot_id")
+        columns: dict[str, Any] = dict.fromkeys((*forget, "instance_id", "last_heartbeat"))
+        return await self._transition(job_id, JobStatus.QUEUED, columns, now_columns=())
+
     async def cancel_job(self, job_id: int, reason: str, *, exit_code: int | None = None) -> bool:
         """queued|running -> cancelled; False, changing nothing, if the job already ended."""
         return await self._transition(

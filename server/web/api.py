@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,9 @@ from aiohttp import web
 from pipeline.models import ModelError, find_local, resolve_model
 from server import keys
 from server.config import Config
-from server.executors.standby import standby_status
+from server.jobs.channels import Subscriber
 from server.jobs.logtail import tail_lines
 from server.jobs.observer import source_label
-from server.jobs.runner import saved_segments
 from server.jobs.state import REASON_STOPPED, JobStatus
 from server.web.errors import ApiError
 from server.web.uploads import Upload, UploadReceiver
@@ -114,11 +114,18 @@ async def _job_or_404(request: web.Request) -> dict[str, Any]:
     return job
 
 
-async def create_job(request: web.Request) -> web.Response:
-    upload: Upload = await UploadReceiver(request.app[keys.CONFIG]).receive(request)
+async def submit_job(
+    request: web.Request,
+    upload: Upload,
+    make_options: Callable[[], Awaitable[dict[str, Any]]],
+    *,
+    follower: Subscriber | None = None,
+) -> dict[str, Any]:
+    """The one way a request becomes a job (/api/jobs and /v1/): the row from the upload
+    and `make_options()` (the upload is discarded if either refuses), then queued. A
+    `follower` subscribes before the job is queued, so it misses nothing of it."""
     try:
-        options = job_options(upload.fields, request)
-        await check_model_is_here(options["model"], request.app[keys.CONFIG])
+        options = await make_options()
         job = await request.app[keys.STORE].create_job(
             filename=upload.filename,
             original_path=str(upload.path),
@@ -128,11 +135,22 @@ async def create_job(request: web.Request) -> web.Response:
     except BaseException:
         upload.discard()
         raise
+    if follower is not None:
+        request.app[keys.CHANNELS].subscribe(job["id"], follower)
     runner = request.app[keys.RUNNER]
     runner.submit(job["id"], source_label(job.get("source")))
-    view = runner.view(job)
-    request.app[keys.CHANNELS].publish_job(view)
-    return web.json_response(view, status=201)
+    return runner.view(job)
+
+
+async def create_job(request: web.Request) -> web.Response:
+    upload: Upload = await UploadReceiver(request.app[keys.CONFIG]).receive(request)
+
+    async def options() -> dict[str, Any]:
+        chosen = job_options(upload.fields, request)
+        await check_model_is_here(chosen["model"], request.app[keys.CONFIG])
+        return chosen
+
+    return web.json_response(await submit_job(request, upload, options), status=201)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -184,12 +202,7 @@ async def job_log_file(request: web.Request) -> web.StreamResponse:
 
 async def job_segments(request: web.Request) -> web.Response:
     job = await _job_or_404(request)
-    live = request.app[keys.RUNNER].live_segments(job["id"])
-    if live is not None:
-        return web.json_response({"segments": live})
-    out_dir = job.get("output_path")
-    segments = await asyncio.to_thread(saved_segments, Path(out_dir)) if out_dir else []
-    return web.json_response({"segments": segments})
+    return web.json_response({"segments": await request.app[keys.RUNNER].segments(job)})
 
 
 async def job_metrics(request: web.Request) -> web.Response:
@@ -220,26 +233,27 @@ async def transcript(request: web.Request) -> web.StreamResponse:
 
 
 async def health(request: web.Request) -> web.Response:
-    runner = request.app[keys.RUNNER]
+    runner, executors = request.app[keys.RUNNER], request.app[keys.EXECUTORS]
+    stats = runner.stats()
     body: dict[str, Any] = {
         "status": "ok",
-        "running": len(runner.running),
-        "queued": len(runner.queue),
+        "running": stats.running,
+        "queued": stats.queued,
         "instance": runner.instance_id,
         # Live asyncio tasks, so a leak (a socket's writer, a grace timer) shows from outside.
         "tasks": len(asyncio.all_tasks()),
-        "containment": request.app[keys.CONTAINMENT],
+        "containment": executors.containment,
         # Events a test (or an operator) can wait on instead of sleeping: sockets open,
         # disconnect graces pending and run out, orphan passes finished.
         "websockets": len(request.app[keys.SOCKETS]),
-        "disconnect_timers": runner.disconnect_timers,
-        "graces_expired": runner.graces_expired,
+        "disconnect_timers": stats.disconnect_timers,
+        "graces_expired": stats.graces_expired,
         "orphan_passes": request.app[keys.REAPER].passes,
     }
     probe = request.app.get(keys.LAG_PROBE)
     if probe is not None:
         body["loop_lag_ms"] = probe.summary()
-    standby = await standby_status(runner.executor)
+    standby = await executors.standby_status()
     if standby is not None:
         body["standby"] = standby
     return web.json_response(body)

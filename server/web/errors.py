@@ -34,8 +34,17 @@ _OPENAI_TYPES = {
     404: "not_found_error",
     409: "conflict_error",
     413: "invalid_request_error",
-    422: "invalid_request_error",
 }
+# OpenAI documents 400, 401, 403, 404, 413 (a body over its size limit), 429, 500 and 503
+# (platform.openai.com/docs/guides/error-codes). Where our API answers with a status it
+# never sends, /v1/ answers with the one it would, so SDKs raise the class their users
+# catch: a file that cannot be decoded, or is empty, is 400 invalid_request_error
+# (BadRequestError; 422 was UnprocessableEntityError), and a full disk 503 ("try later").
+_OPENAI_STATUS = {422: 400, 507: 503}
+
+
+def openai_status(status: int) -> int:
+    return _OPENAI_STATUS.get(status, status)
 
 
 def openai_error(status: int, message: str, param: str | None = None) -> dict[str, object]:
@@ -47,6 +56,7 @@ def _error_response(
     request: web.Request, status: int, message: str, param: str | None = None
 ) -> web.Response:
     if request.path.startswith("/v1/"):
+        status = openai_status(status)
         return web.json_response(openai_error(status, message, param), status=status)
     if _wants_json(request):
         return web.json_response({"error": message}, status=status)

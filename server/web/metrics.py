@@ -41,18 +41,18 @@ class _LiveCollector(Collector):
         log_lines = CounterMetricFamily(
             "transcriptor_log_lines", "Output lines read from every job's program"
         )
-        log_lines.add_metric([], runner.log_lines if runner else 0)
+        log_lines.add_metric([], runner.stats().log_lines if runner else 0)
         yield log_lines
-        samples = [r.metrics for r in runner.running.values() if r.metrics] if runner else []
+        samples = [j.metrics for j in runner.live_jobs() if j.metrics] if runner else []
         cpu = GaugeMetricFamily(
             "transcriptor_jobs_cpu_percent", "CPU use of every running job's processes (100 = one core)"
         )
-        cpu.add_metric([], sum(float(s.get("cpu_percent") or 0) for s in samples))
+        cpu.add_metric([], sum(s.cpu_percent for s in samples))
         yield cpu
         memory = GaugeMetricFamily(
             "transcriptor_jobs_memory_bytes", "Resident memory of every running job's processes"
         )
-        memory.add_metric([], sum(float(s.get("memory_mb") or 0) for s in samples) * 1_000_000)
+        memory.add_metric([], sum(s.memory_bytes for s in samples))  # bytes, as sampled
         yield memory
 
 
@@ -84,9 +84,9 @@ class Metrics:
             "transcriptor_audio_seconds", "Seconds of audio transcribed by completed jobs", registry=registry
         )
         running = Gauge("transcriptor_jobs_running", "Jobs running now", registry=registry)
-        running.set_function(lambda: len(app[keys.RUNNER].running) if keys.RUNNER in app else 0)
+        running.set_function(lambda: app[keys.RUNNER].stats().running if keys.RUNNER in app else 0)
         queued = Gauge("transcriptor_jobs_queued", "Jobs waiting in the queue", registry=registry)
-        queued.set_function(lambda: len(app[keys.RUNNER].queue) if keys.RUNNER in app else 0)
+        queued.set_function(lambda: app[keys.RUNNER].stats().queued if keys.RUNNER in app else 0)
         sockets = Gauge("transcriptor_websocket_clients", "Open websockets", registry=registry)
         sockets.set_function(lambda: len(app[keys.SOCKETS]))
         registry.register(_LiveCollector(app))

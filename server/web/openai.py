@@ -20,8 +20,8 @@ from aiohttp import web
 
 from pipeline.models import local_models
 from server import keys
-from server.jobs.state import REASON_CLIENT_DISCONNECTED, JobStatus
-from server.web.api import job_options
+from server.jobs.state import REASON_CLIENT_DISCONNECTED, REASON_SHUTDOWN, JobStatus
+from server.web.api import job_options, submit_job
 from server.web.errors import ApiError, openai_error
 from server.web.openai_follow import JobFollower, connection_lost, read_transcript
 from server.web.uploads import Upload, UploadReceiver
@@ -127,7 +127,7 @@ def parse_request(upload: Upload, models: dict[str, str], request: web.Request) 
     if stream:
         # Batched decoding releases segments 8 windows at a time; a stream wants each one.
         # Batch size 1 keeps the batched pipeline's speed (sequential decoding measured 5×
-        # slower, and no earlier first text); see README, "OpenAI-compatible API".
+        # slower, and no earlier first text); see docs/openai.md, "Streaming".
         options["batch_size"] = 1
     return TranscriptionRequest(model, response_format, stream, words, options)
 
@@ -136,39 +136,32 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     config = request.app[keys.CONFIG]
     models = await _models(config.default_model)
     upload = await UploadReceiver(config).receive(request)
-    try:
+    asked: TranscriptionRequest | None = None
+
+    async def options() -> dict[str, Any]:
+        nonlocal asked
         asked = parse_request(upload, models, request)
         language = upload.fields.get("language") or "auto"
         model = config.default_model if asked.model == ALIAS else asked.model
-        options = job_options({"model": model, "language": language, "on_disconnect": "keep"}, request)
-        job = await request.app[keys.STORE].create_job(
-            filename=upload.filename,
-            original_path=str(upload.path),
-            duration_seconds=upload.duration_seconds,
-            source=SOURCE,
-            pipeline_options=json.dumps(asked.options) if asked.options else None,
-            **options,
-        )
-    except BaseException:
-        upload.discard()
-        raise
-    return await _answer(request, job, asked)
+        chosen = job_options({"model": model, "language": language, "on_disconnect": "keep"}, request)
+        pipeline_options = json.dumps(asked.options) if asked.options else None
+        return {**chosen, "source": SOURCE, "pipeline_options": pipeline_options}
+
+    # Subscribed before the job is queued, so no segment or status can slip past.
+    follower = JobFollower()
+    job = await submit_job(request, upload, options, follower=follower)
+    assert asked is not None, "options() ran"
+    return await _answer(request, job["id"], asked, follower)
 
 
 async def _answer(
-    request: web.Request, job: dict[str, Any], asked: TranscriptionRequest
+    request: web.Request, job_id: int, asked: TranscriptionRequest, follower: JobFollower
 ) -> web.StreamResponse:
     """Run the job for as long as the client waits for it, then answer."""
     runner, channels = request.app[keys.RUNNER], request.app[keys.CHANNELS]
-    job_id = job["id"]
-    follower = JobFollower()
-    # Subscribed before the job is queued, so no segment or status can slip past.
-    channels.subscribe(job_id, follower)
     response: web.StreamResponse | None = None
     lost = asyncio.create_task(connection_lost(request), name=f"openai-watch-{job_id}")
     try:
-        runner.submit(job_id, SOURCE)
-        channels.publish_job(runner.view(job))
         if asked.stream:
             response = await _stream(request, follower, lost)
         else:
@@ -217,7 +210,10 @@ def _event(data: dict[str, Any]) -> bytes:
 async def _failure(request: web.Request, job_id: int) -> tuple[int, str]:
     job = await request.app[keys.STORE].get_job(job_id) or {}
     if job.get("status") == JobStatus.CANCELLED:
-        return 409, f"job {job_id} was cancelled ({job.get('cancel_reason')})"
+        # OpenAI has no answer for "an operator stopped it"; 409 (ConflictError) is the
+        # nearest. A shutdown is OpenAI's 503: try again later.
+        status = 503 if job.get("cancel_reason") == REASON_SHUTDOWN else 409
+        return status, f"job {job_id} was cancelled ({job.get('cancel_reason')})"
     return 500, f"transcription failed (job {job_id}): {job.get('error_message') or 'unknown error'}"
 
 
@@ -226,7 +222,10 @@ async def _final_answer(request: web.Request, job_id: int, asked: TranscriptionR
     job = await store.get_job(job_id)
     if job is None or job["status"] != JobStatus.COMPLETED or not job.get("output_path"):
         status, message = await _failure(request, job_id)
-        return web.json_response(openai_error(status, message), status=status)
+        # The SDK retries 409 and 5xx by default, and each retry would be a new job: a
+        # job its user stopped, or one that failed, is not run again behind their back.
+        headers = {} if status == 503 else {"x-should-retry": "false"}
+        return web.json_response(openai_error(status, message), status=status, headers=headers)
     document = await asyncio.to_thread(read_transcript, Path(job["output_path"]))
     segments = document.get("segments", [])
     text = document.get("text") or " ".join(s.get("text", "").strip() for s in segments)

@@ -12,7 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from server.jobs.channels import Subscriber
+from pipeline.protocol import Segment
+from server.jobs.channels import Offered, StatusChange, Subscriber
 from server.jobs.state import JobStatus
 
 # aiohttp offers no awaitable for a lost connection unless handler_cancellation is on,
@@ -42,15 +43,19 @@ class JobFollower(Subscriber):
     status: str | None = None  # the final status, once the job ended
     job_id: int = 0
 
-    def offer(self, job_id: int, encoded: str, next_seq: int, *, log_line: bool) -> None:
-        if log_line or not encoded.startswith(('{"type":"segment"', '{"type":"status"')):
+    def offer(
+        self, job_id: int, encoded: str, next_seq: int, *, log_line: bool, event: Offered = None
+    ) -> None:
+        # The typed event the channel encoded: nothing to decode again.
+        if log_line:
             return
-        message = json.loads(encoded)
+        if isinstance(event, Segment):
+            self.texts.append(event.text)
+        elif isinstance(event, StatusChange) and JobStatus(event.status).is_final:
+            self.status = event.status
+        else:
+            return
         self.job_id = job_id
-        if message["type"] == "segment":
-            self.texts.append(message["text"])
-        elif JobStatus(message["status"]).is_final:
-            self.status = message["status"]
         self.ready.set()
 
     async def segments(self, lost: asyncio.Task[None]) -> AsyncIterator[str]:

@@ -90,8 +90,8 @@ async def _next_part(reader: MultipartReader) -> MultipartReader | BodyPartReade
 class UploadReceiver:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.max_bytes = int(config.max_upload_mb * 1024 * 1024)
-        self.reserve_bytes = int(config.disk_reserve_mb * 1024 * 1024)
+        self.max_bytes = config.max_upload_bytes
+        self.reserve_bytes = config.disk_reserve_bytes
 
     def _check_room(self, incoming: int) -> None:
         free = free_bytes(self.config.uploads_dir)
@@ -99,7 +99,7 @@ class UploadReceiver:
             raise ApiError(
                 507,
                 "not enough disk space for this upload "
-                f"({free // 2**20} MB free, {self.reserve_bytes // 2**20} MB must stay free)",
+                f"({free // 2**20} MiB free, {self.reserve_bytes // 2**20} MiB must stay free)",
             )
 
     async def receive(self, request: web.Request) -> Upload:
@@ -143,7 +143,7 @@ class UploadReceiver:
                     # Repeated names (OpenAI's timestamp_granularities[]) keep every value.
                     all_fields.setdefault(part.name, []).append(fields[part.name])
             if upload is None:
-                raise ApiError(400, "missing 'file' field: attach the audio as 'file'")
+                raise ApiError(400, "missing 'file' field: attach the audio as 'file'", param="file")
             upload.fields = fields
             upload.all_fields = all_fields
             try:
@@ -151,7 +151,7 @@ class UploadReceiver:
             except ProbeError as error:
                 # The message names the file by path; a client only knows the name it sent.
                 message = str(error).replace(str(upload.path), repr(upload.filename))
-                raise ApiError(422, message) from None
+                raise ApiError(422, message, param="file") from None
         except BaseException:
             if upload is not None:
                 upload.discard()
@@ -202,9 +202,9 @@ class UploadReceiver:
             raise
         if size == 0:
             partial.unlink(missing_ok=True)
-            raise ApiError(422, "file is empty")
+            raise ApiError(422, "file is empty", param="file")
         partial.replace(path)
         return Upload(path=path, filename=filename, size=size)
 
     def _too_big(self) -> ApiError:
-        return ApiError(413, f"file is larger than the {self.config.max_upload_mb:g} MB limit")
+        return ApiError(413, f"file is larger than the {self.config.max_upload_mb:g} MiB limit", param="file")

@@ -12,7 +12,6 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from server import keys
-from server.executors.standby import standby_status
 from server.web.api import parse_job_id
 
 
@@ -74,9 +73,9 @@ async def index(request: web.Request) -> dict[str, Any]:
         "disconnect_grace": config.disconnect_grace,
         "models": MODEL_SUGGESTIONS,
         "languages": LANGUAGES,
-        "containment": request.app[keys.CONTAINMENT],
+        "containment": request.app[keys.EXECUTORS].containment,
         "job_memory_mb": config.job_memory_mb,
-        "standby": await standby_status(request.app[keys.RUNNER].executor),
+        "standby": await request.app[keys.EXECUTORS].standby_status(),
     }
 
 

@@ -10,17 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from pipeline.protocol import parse_line
 from server import keys
-from server.jobs.channels import Channel, Subscriber, encode
-from server.jobs.joblog import CAP_MARKER_PREFIX, LogIndex, read_index
-from server.jobs.logtail import tail_lines
-from server.jobs.runner import status_message
+from server.jobs.channels import Subscriber, encode, status_message
+from server.jobs.replay import finished_replay
 from server.jobs.state import JobStatus
 from server.tasks import cancel_and_wait
 
@@ -29,7 +25,6 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_BATCH = 500
 FRAME_INTERVAL = 0.005  # seconds; at most one frame per socket this often
-FINISHED_REPLAY_LINES = 2000
 SEND_TIMEOUT = 30.0
 HEARTBEAT_SECONDS = 20.0
 
@@ -56,55 +51,10 @@ async def _write(ws: web.WebSocketResponse, subscriber: Subscriber) -> None:
         await asyncio.sleep(FRAME_INTERVAL)
 
 
-def _count_lines(path: Path) -> int:
-    # Only for a log written before logs had an index: one full read.
-    count = 0
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            count += block.count(b"\n")
-    return count
-
-
 def _room_for_replay(subscriber: Subscriber) -> tuple[int, int]:
     # Leaves room for the gap messages a replay may add around what it sends.
     count, size = subscriber.room()
     return count - 2, size - 512
-
-
-def _finished_replay(
-    job_id: int, log_path: str | None, since: int, room: tuple[int, int] | None = None
-) -> list[str]:
-    """Numbered log lines of a job that no longer has a live channel, read from its file.
-
-    Lines keep the numbers they streamed with. The file holds lines 1..kept; the lines
-    past its cap are not held anywhere, so a replay reports them as a `gap` ending at the
-    job's last line: a client never misses a line without being told.
-    """
-    if not log_path or not Path(log_path).is_file():
-        return []
-    path = Path(log_path)
-    index = read_index(path)
-    if index is None:
-        index = LogIndex(lines=(count := _count_lines(path)), kept=count)
-    lines = tail_lines(path, FINISHED_REPLAY_LINES + index.capped)
-    if index.capped and lines and lines[-1].startswith(CAP_MARKER_PREFIX):
-        lines.pop()  # the marker is not a numbered line: the gap below says it
-    lines = lines[-FINISHED_REPLAY_LINES:] if lines else []
-    first = index.kept - len(lines) + 1
-    # Unbounded here: what fits the subscriber's queue is chosen below, by `room`.
-    channel = Channel(job_id, seq=first - 1, max_replay_entries=2**62, max_replay_bytes=2**62)
-    for line in lines:
-        channel.publish_line(line, parse_line(line))
-    replay, missed = channel.replay_since(since, room)
-    messages: list[str] = []
-    if missed:
-        gap = {"type": "gap", "job": job_id, "missed": missed, "next_seq": since + missed + 1}
-        messages.append(encode(gap))
-    messages.extend(replay)
-    if since < index.lines and index.capped:
-        missed = index.lines - max(index.kept, since)
-        messages.append(encode({"type": "gap", "job": job_id, "missed": missed, "next_seq": index.lines + 1}))
-    return messages
 
 
 class Session:
@@ -146,20 +96,19 @@ class Session:
             self.subscriber.send_direct(_error(f"no job {str(job_id)[:30]}"))
             return
         runner, channels = self.app[keys.RUNNER], self.app[keys.CHANNELS]
-        active = job_id in runner.running or job_id in runner.queue
-        if not active and not JobStatus(job["status"]).is_final:
+        if not runner.is_active(job_id) and not JobStatus(job["status"]).is_final:
             # The job ended while its row was read: that row is stale, and its final status
             # went out before we subscribed. The runner records the end before letting the
             # job go, so the row read now is final (issue #14).
             job = await self.app[keys.STORE].get_job(job_id) or job
         channel = channels.find(job_id)
-        if channel is None and not (job_id in runner.running or job_id in runner.queue):
+        if channel is None and not runner.is_active(job_id):
             # Never a channel for a job the runner does not hold: nothing would publish on
             # it, so its subscriber would never hear the end.
             self.subscriber.send_direct(encode(status_message(runner.view(job))))
             log_path = job.get("log_file_path")
             room = _room_for_replay(self.subscriber)
-            for message in await asyncio.to_thread(_finished_replay, job_id, log_path, since, room):
+            for message in await asyncio.to_thread(finished_replay, job_id, log_path, since, room):
                 self.subscriber.send_direct(message)
             return
         # From here to the end nothing awaits, so no line slips between replay and live.

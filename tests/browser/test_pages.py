@@ -10,15 +10,18 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, GRACE, Server, fake_pipeline, sync_api, wait_until
+from tests.browser.conftest import ARTIFACTS, sync_api
 from tests.helpers.audio import SPEECH_CLIP
+from tests.helpers.fake import fake_pipeline_args
 from tests.helpers.procs import alive_in_group
+from tests.helpers.server_proc import GRACE, ServerProcess
+from tests.helpers.waiting import wait_for
 
 expect = sync_api.expect
 pytestmark = pytest.mark.browser
 
 # Long enough never to finish during a test; each iteration prints a line and a progress line.
-LONG_JOB = fake_pipeline("--lines", "100000", "--interval", "0.02", "--segments", "20000")
+LONG_JOB = fake_pipeline_args("--lines", "100000", "--interval", "0.02", "--segments", "20000")
 JOB_URL = re.compile(r"/jobs/(\d+)$")
 
 # Records, for each log line the page adds, the status badge shown at that moment.
@@ -42,7 +45,7 @@ def log_seqs(page: Any) -> list[int]:
 
 def wait_for_lines(page: Any, count: int, timeout: float = 20) -> list[int]:
     return list(
-        wait_until(lambda: (s := log_seqs(page)) and len(s) >= count and s, timeout, f"{count} log lines")
+        wait_for(lambda: (s := log_seqs(page)) and len(s) >= count and s, timeout, f"{count} log lines")
     )
 
 
@@ -79,7 +82,7 @@ def job_id_of(page: Any) -> int:
     return int(match.group(1))
 
 
-def open_running_job(page: Any, server: Server, **fields: str) -> tuple[int, int]:
+def open_running_job(page: Any, server: ServerProcess, **fields: str) -> tuple[int, int]:
     """Upload through the API, open the job page, and wait until it streams: (job id, pgid)."""
     job = server.upload(SPEECH_CLIP, **fields)
     page.goto(f"{server.url}/jobs/{job['id']}")
@@ -93,7 +96,7 @@ def open_running_job(page: Any, server: Server, **fields: str) -> tuple[int, int
 def wait_group_gone(pgid: int, timeout: float) -> float:
     """Seconds until no live process is left in the group; fails after `timeout`."""
     started = time.monotonic()
-    wait_until(lambda: not alive_in_group(pgid), timeout, f"process group {pgid} to die", 0.05)
+    wait_for(lambda: not alive_in_group(pgid), timeout, f"process group {pgid} to die", 0.05)
     return time.monotonic() - started
 
 
@@ -158,7 +161,7 @@ def test_reload_keeps_the_job_and_the_line_numbers(start_server: Any, page: Any)
     assert_consecutive_from_one(before)
 
     page.reload()
-    after = wait_until(
+    after = wait_for(
         lambda: (s := log_seqs(page)) and s[-1] > before[-1] + 40 and s,
         20,
         "the log to continue after the reload",
@@ -225,7 +228,7 @@ def test_stop_asks_first_then_kills_the_group(start_server: Any, page: Any) -> N
 
 @pytest.mark.slow
 def test_keep_running_job_completes_after_its_page_closes(start_server: Any, context: Any) -> None:
-    server = start_server(*fake_pipeline("--lines", "300", "--interval", "0.02", "--segments", "5"))
+    server = start_server(*fake_pipeline_args("--lines", "300", "--interval", "0.02", "--segments", "5"))
     page = context.new_page()
     page.goto(server.url + "/")
     page.set_input_files("#file", SPEECH_CLIP)
@@ -239,7 +242,7 @@ def test_keep_running_job_completes_after_its_page_closes(start_server: Any, con
 
     page.close()
     # The page's disconnect grace runs out, and the server leaves the kept job alone.
-    wait_until(lambda: server.get("/api/health")["graces_expired"] == 1, 30, "the grace to run out")
+    wait_for(lambda: server.get_json("/api/health")["graces_expired"] == 1, 30, "the grace to run out")
     assert server.job(job_id)["status"] == "running", "the job should outlive its page"
     assert server.wait_final(job_id, 30)["status"] == "completed"
 
@@ -288,7 +291,7 @@ def test_jobs_table_updates_live_with_queue_positions(start_server: Any, page: A
     # Newest first, and each row links to its job.
     expect(page.locator("#jobs-body tr").first).to_have_attribute("data-job-id", str(second["id"]))
     expect(row1.locator("a")).to_have_attribute("href", f"/jobs/{first['id']}")
-    wait_until(
+    wait_for(
         lambda: float(row1.locator("progress").evaluate("e => e.value")) > 0.001, 15, "progress to move"
     )
     expect(row1.locator(".runtime")).not_to_have_text("–")
@@ -376,7 +379,7 @@ def test_log_follows_pauses_on_scroll_up_and_jumps_back(start_server: Any, page:
     open_running_job(page, server)
     log = page.locator("#log")
     at_bottom = "e => e.scrollHeight - e.scrollTop - e.clientHeight < 4"
-    wait_until(lambda: log.evaluate("e => e.scrollHeight > e.clientHeight * 2"), 20, "the log to overflow")
+    wait_for(lambda: log.evaluate("e => e.scrollHeight > e.clientHeight * 2"), 20, "the log to overflow")
     assert log.evaluate(at_bottom), "the log should follow the end"
     expect(page.locator("#jump-end")).to_be_hidden()
 
@@ -399,7 +402,7 @@ def test_log_follows_pauses_on_scroll_up_and_jumps_back(start_server: Any, page:
 @pytest.mark.slow
 def test_flood_keeps_the_dom_bounded_and_numbers_honest(start_server: Any, page: Any) -> None:
     # 10,000 lines a second for 5 s: the page must stay responsive and hold a bounded log.
-    server = start_server(*fake_pipeline("--lines", "50000", "--rate", "10000", "--start-delay", "1"))
+    server = start_server(*fake_pipeline_args("--lines", "50000", "--rate", "10000", "--start-delay", "1"))
     job = server.upload(SPEECH_CLIP, on_disconnect="keep")
     page.goto(f"{server.url}/jobs/{job['id']}")
     wait_for_lines(page, 100)
@@ -428,13 +431,13 @@ def test_flood_keeps_the_dom_bounded_and_numbers_honest(start_server: Any, page:
         if previous is not None:
             assert item == previous + 1, f"{previous} -> {item} without a gap note"
         previous = item
-    total = server.get(f"/api/jobs/{job['id']}/logs?lines=1")
+    total = server.get_json(f"/api/jobs/{job['id']}/logs?lines=1")
     assert total["lines"], "the log file has lines"
     expect(page.locator("#log-count")).to_contain_text("shown")
 
 
 def test_finished_job_replay_says_which_lines_it_skipped(start_server: Any, page: Any) -> None:
-    server = start_server(*fake_pipeline("--lines", "1500", "--interval", "0", "--segments", "3"))
+    server = start_server(*fake_pipeline_args("--lines", "1500", "--interval", "0", "--segments", "3"))
     job = server.upload(SPEECH_CLIP, on_disconnect="keep")
     assert server.wait_final(job["id"], 30)["status"] == "completed"
     page.goto(f"{server.url}/jobs/{job['id']}")
@@ -446,7 +449,7 @@ def test_finished_job_replay_says_which_lines_it_skipped(start_server: Any, page
         gap.locator("a").click()
     total = len(Path(download.value.path()).read_text().splitlines())
     # The replay is drawn a few hundred lines per frame; wait for the last one.
-    seqs = wait_until(lambda: (s := log_seqs(page)) and s[-1] == total and s, 10, "the last line")
+    seqs = wait_for(lambda: (s := log_seqs(page)) and s[-1] == total and s, 10, "the last line")
     assert seqs == list(range(seqs[0], total + 1)) and seqs[0] > 1
     missed = int(gap.inner_text().split()[0])
     assert missed == seqs[0] - 1
@@ -456,7 +459,7 @@ def test_finished_job_replay_says_which_lines_it_skipped(start_server: Any, page
 
 def test_failed_job_states_the_error(start_server: Any, page: Any) -> None:
     server = start_server(
-        *fake_pipeline("--lines", "20", "--fail-message", "model tiny.xx not found", "--exit-code", "3")
+        *fake_pipeline_args("--lines", "20", "--fail-message", "model tiny.xx not found", "--exit-code", "3")
     )
     job = server.upload(SPEECH_CLIP)
     page.goto(f"{server.url}/jobs/{job['id']}")
@@ -472,17 +475,17 @@ def test_metrics_charts_start_from_the_history(start_server: Any, page: Any) -> 
     server = start_server(*LONG_JOB, "--metrics-interval", "0.25", "--heartbeat-interval", "0.25")
     job = server.upload(SPEECH_CLIP)
     pgid = server.wait_running(job["id"])["process_id"]
-    wait_until(lambda: len(server.get(f"/api/jobs/{job['id']}/metrics")["metrics"]) >= 4, 10, "samples")
+    wait_for(lambda: len(server.get_json(f"/api/jobs/{job['id']}/metrics")["metrics"]) >= 4, 10, "samples")
     page.goto(f"{server.url}/jobs/{job['id']}")
     expect(page.locator("#m-pid")).to_have_text(str(pgid), timeout=5_000)
     samples = page.evaluate("window.transcriptorJob.cpuChart.values.length")
     assert samples >= 4, "the chart should be seeded from the metrics history"
-    wait_until(
+    wait_for(
         lambda: page.evaluate("window.transcriptorJob.memChart.values.length") > samples + 2,
         5,
         "live samples to be appended",
     )
-    expect(page.locator("#m-mem")).to_have_text(re.compile(r"^\d+ MB$"))
+    expect(page.locator("#m-mem")).to_have_text(re.compile(r"^\d+ MiB$"))
     expect(page.locator("#m-procs")).to_have_text(re.compile(r"^\d+$"))
 
 
@@ -549,7 +552,7 @@ def test_too_big_file_is_refused_before_uploading(start_server: Any, page: Any) 
 
 
 # Long lines of varying length that wrap, several to a line at 375 px (issue #14).
-WRAPPING_JOB = fake_pipeline(
+WRAPPING_JOB = fake_pipeline_args(
     "--lines", "100000", "--interval", "0.02", "--segments", "20000", "--line-words", "40"
 )
 # Every frame from the page's start: how far the log panel is from its end, and whether

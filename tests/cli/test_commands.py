@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import clean_env, cli, free_port, wait_until
 from tests.helpers.audio import REPO
+from tests.helpers.cli_proc import cli
+from tests.helpers.env import clean_env
+from tests.helpers.server_proc import free_port
+from tests.helpers.waiting import wait_for
 
 COMMANDS = [
     ["serve"], ["transcribe"], ["jobs"], ["ps"], ["logs"], ["stop"], ["cleanup"],
@@ -79,7 +82,7 @@ def test_serve_runs_the_server(tmp_path: Path) -> None:
             except OSError:
                 return False
 
-        wait_until(healthy, 20, "the server to answer")
+        wait_for(healthy, 20, "the server to answer")
         listed = cli("jobs", "--server", f"127.0.0.1:{port}")
         assert (listed.returncode, listed.stdout) == (0, "no jobs\n")
     finally:

@@ -15,8 +15,9 @@ import pytest
 from server.procs.identity import boot_id, read_identity
 from server.store import Store
 from server.store.migrate import SCHEMA_VERSION
-from tests.cli.conftest import cli, wait_until
+from tests.helpers.cli_proc import cli
 from tests.helpers.procs import is_alive
+from tests.helpers.waiting import wait_for
 
 LONG_AGO = "2000-01-01 00:00:00.000"
 
@@ -127,7 +128,7 @@ def test_cleanup_kills_a_verified_orphan(data_dir: Path, sleeper: subprocess.Pop
     real = cli("cleanup", "--kill-grace", "1", "--data-dir", str(data_dir))
     assert real.returncode == 0, real.stderr
     assert f"job {job_id} (pid {sleeper.pid}): killed its processes; marked failed:" in real.stdout
-    assert wait_until(lambda: not is_alive(sleeper.pid), 5, "the orphan to be gone")
+    assert wait_for(lambda: not is_alive(sleeper.pid), 5, "the orphan to be gone")
     after = row(data_dir, job_id)
     assert after["status"] == "failed"
     assert str(after["error_message"]).startswith("orphaned: server instance")

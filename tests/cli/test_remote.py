@@ -7,10 +7,13 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.cli.conftest import Server, clean_env, cli, start_cli, wait_until
+from tests.helpers.cli_proc import cli, start_cli
+from tests.helpers.env import clean_env
 from tests.helpers.procs import is_alive
+from tests.helpers.server_proc import ServerProcess
+from tests.helpers.waiting import wait_for
 
-StartServer = Callable[..., Server]
+StartServer = Callable[..., ServerProcess]
 SLOW_JOB = ("--lines", "1000", "--interval", "0.02")  # 20 s unless stopped
 
 
@@ -20,7 +23,7 @@ def test_jobs_table_json_and_stop(start_server: StartServer, tone: Path) -> None
     server.wait_running(done["id"])
     assert cli("stop", str(done["id"]), "--server", server.url).returncode == 0
     job = server.upload(tone, on_disconnect="keep")
-    job = wait_until(lambda: (j := server.job(job["id"]))["metrics"] and j, 20, "the job's first metrics")
+    job = wait_for(lambda: (j := server.job(job["id"]))["metrics"] and j, 20, "the job's first metrics")
     pid = job["process_id"]
 
     table = cli("jobs", "--server", server.url)
@@ -31,7 +34,7 @@ def test_jobs_table_json_and_stop(start_server: StartServer, tone: Path) -> None
     assert running[1:3] == ["tone.wav", "running"]
     assert running[3].endswith("%") and running[4] == str(pid) and running[5] == "running"
     float(running[6])
-    assert running[8] == "MB" and float(running[7]) > 0
+    assert running[8] == "MiB" and float(running[7]) > 0
     ended = next(r.split() for r in rows if r.split()[0] == str(done["id"]))
     assert ended[1:3] == ["tone.wav", "cancelled"] and ended[4:] == ["-", "-", "-", "-"]
 
@@ -51,7 +54,7 @@ def test_jobs_table_json_and_stop(start_server: StartServer, tone: Path) -> None
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.startswith(f"job {job['id']} cancelled (stopped by user")
     assert server.job(job["id"])["status"] == "cancelled"
-    assert wait_until(lambda: not is_alive(pid), 5, "the job's process to be gone")
+    assert wait_for(lambda: not is_alive(pid), 5, "the job's process to be gone")
 
     again = cli("stop", str(job["id"]), "--server", server.url)
     assert again.returncode == 1
@@ -99,7 +102,7 @@ def test_logs_follow_a_finished_job_prints_the_last_lines_and_exits(
 def test_logs_follow_starts_with_the_last_lines_then_live_ones(start_server: StartServer, tone: Path) -> None:
     server = start_server("--lines", "300", "--interval", "0.01")
     job = server.upload(tone)
-    wait_until(lambda: server.job(job["id"])["progress"] > 0.2, 20, "a fifth of the job")
+    wait_for(lambda: server.job(job["id"])["progress"] > 0.2, 20, "a fifth of the job")
     result = cli("logs", str(job["id"]), "-f", "-n", "4", "--server", server.url)
     assert result.returncode == 0, result.stderr
     log = server.text(f"/api/jobs/{job['id']}/log").splitlines()
@@ -119,7 +122,7 @@ def test_ctrl_c_detaches_and_a_kept_job_runs_on(start_server: StartServer, tone:
     assert follower.returncode == 130
     assert f"detached from job {job['id']}" in stderr
     # The follower's disconnect grace ran out, and the server left the kept job running.
-    wait_until(lambda: server.get("/api/health")["graces_expired"] == 1, 30, "the grace to run out")
+    wait_for(lambda: server.get_json("/api/health")["graces_expired"] == 1, 30, "the grace to run out")
     assert server.job(job["id"])["status"] == "running"
     assert cli("stop", str(job["id"]), "--server", server.url).returncode == 0
 

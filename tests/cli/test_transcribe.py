@@ -14,13 +14,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.cli.conftest import clean_env, cli, fake_pipeline, start_cli, wait_until
-from tests.helpers.audio import FAKE_PIPELINE, JFK, REPO, SPEECH_CLIP
+from tests.helpers.audio import JFK, REPO, SPEECH_CLIP
+from tests.helpers.cli_proc import cli, start_cli
+from tests.helpers.env import clean_env
+from tests.helpers.fake import fake_command, fake_command_line
 from tests.helpers.procs import is_alive
+from tests.helpers.waiting import wait_for
 
 
 def fake_env(*flags: str) -> dict[str, str]:
-    return clean_env(TRANSCRIPTOR_PIPELINE_COMMAND=fake_pipeline(*flags))
+    return clean_env(TRANSCRIPTOR_PIPELINE_COMMAND=fake_command_line(*flags))
 
 
 def test_piped_output_is_the_pipelines_own(tone: Path, tmp_path: Path) -> None:
@@ -28,7 +31,7 @@ def test_piped_output_is_the_pipelines_own(tone: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     result = cli("transcribe", str(tone), "--out-dir", str(out_dir), env=fake_env(*flags))
     direct = subprocess.run(
-        [sys.executable, str(FAKE_PIPELINE), str(tone), "--out-dir", str(tmp_path / "direct"), *flags],
+        fake_command(str(tone), "--out-dir", str(tmp_path / "direct"), *flags),
         capture_output=True,
         text=True,
         check=True,
@@ -124,7 +127,7 @@ def test_ctrl_c_stops_the_pipeline_and_everything_it_started(tone: Path, tmp_pat
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert first.startswith("started 2 helper processes"), first
-    started = wait_until(lambda: len(descendants(proc.pid)) >= 3 and descendants(proc.pid), 10, "helpers")
+    started = wait_for(lambda: len(descendants(proc.pid)) >= 3 and descendants(proc.pid), 10, "helpers")
     proc.send_signal(signal.SIGINT)  # our own CLI process, as Ctrl-C would
     try:
         _, stderr = proc.communicate(timeout=20)
@@ -135,7 +138,7 @@ def test_ctrl_c_stops_the_pipeline_and_everything_it_started(tone: Path, tmp_pat
     code = proc.returncode
     assert code == 130, stderr
     assert "stopping" in stderr
-    assert wait_until(lambda: not any(is_alive(p.pid) for p in started), 5, "every child to be gone")
+    assert wait_for(lambda: not any(is_alive(p.pid) for p in started), 5, "every child to be gone")
 
 
 @pytest.mark.slow
@@ -178,4 +181,4 @@ def test_ctrl_c_stops_the_real_pipeline_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 130, out + stderr
     assert "stopped by SIGINT" in out
     assert (tmp_path / "transcript.partial.json").is_file()
-    assert wait_until(lambda: not any(is_alive(p.pid) for p in started), 5, "every child to be gone")
+    assert wait_for(lambda: not any(is_alive(p.pid) for p in started), 5, "every child to be gone")

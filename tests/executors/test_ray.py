@@ -16,11 +16,12 @@ from server.app import create_app
 from server.config import Config
 from server.executors.base import job_marker
 from server.procs.identity import marker_carriers
-from tests.conftest import fake_command
 from tests.executors.conftest import require_ray
-from tests.helpers.server_proc import ServerProcess, fake_pipeline_args, free_port, wait_for
-from tests.jobs.test_jobs import upload, wait_for_line, wait_status
-from tests.web.wsclient import collect_until, is_final_status
+from tests.helpers.app_api import upload, wait_for_line, wait_status
+from tests.helpers.fake import fake_command, fake_pipeline_args
+from tests.helpers.server_proc import ServerProcess, free_port
+from tests.helpers.waiting import wait_for
+from tests.helpers.wsclient import collect_until, is_final_status
 
 pytestmark = pytest.mark.slow
 
@@ -254,7 +255,8 @@ async def test_ray_job_whose_row_is_over_is_stopped_by_the_cluster_sweep(aiohttp
 
 
 def test_cleanup_stops_the_ray_job_of_a_dead_server_and_fails_it_as_orphaned(tmp_path, ray_address, tone):
-    from tests.cli.conftest import clean_env, cli
+    from tests.helpers.cli_proc import cli
+    from tests.helpers.env import clean_env
 
     server = ray_server(tmp_path, ray_address, "--lines", "100000", "--interval", "0.05").start()
     job = server.upload(tone, on_disconnect="keep")

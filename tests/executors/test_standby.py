@@ -12,22 +12,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psutil
 import pytest
 
 from server import keys
 from server.app import create_app
 from server.config import Config
+from server.executors.base import LocalHandle
 from server.executors.local import LocalExecutor
 from server.executors.standby import StandbyExecutor
 from server.procs.identity import MARKER_ENV
-from tests.helpers.audio import SPEECH_CLIP
+from tests.helpers.app_api import upload, wait_status
+from tests.helpers.audio import FIXTURE_SENTENCE, SPEECH_CLIP, repeated_speech
+from tests.helpers.health import health
 from tests.helpers.procs import alive_in_group
 from tests.helpers.wer import wer
-from tests.jobs.test_jobs import upload as upload_bytes
-from tests.jobs.test_jobs import wait_status
-from tests.pipeline.conftest import FIXTURE_SENTENCE, repeated_speech
 
 pytestmark = pytest.mark.slow
 
@@ -46,21 +45,6 @@ def real_config(make_config: Callable[..., Config]) -> Callable[..., Config]:
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never wait on the network for a model
-
-
-async def upload(client: Any, path: Path, **fields: Any) -> Any:
-    if path.stat().st_size < 1_000_000:
-        return await upload_bytes(client, path, **fields)
-    form = aiohttp.FormData()
-    with path.open("rb") as data:  # aiohttp refuses large bytes values; a file streams
-        form.add_field("file", data, filename=path.name)
-        for name, value in fields.items():
-            form.add_field(name, str(value))
-        return await client.post("/api/jobs", data=form)
-
-
-async def health(client: Any) -> dict[str, Any]:
-    return dict(await (await client.get("/api/health")).json())
 
 
 async def wait_ready(client: Any, count: int = 1) -> dict[str, Any]:
@@ -82,7 +66,7 @@ async def wait_log(client: Any, job_id: int, text: str, timeout: float = 60) -> 
 
 
 def standby_pids(app: Any) -> list[int]:
-    executor = app[keys.RUNNER].executor
+    executor = app[keys.EXECUTORS].executor
     assert isinstance(executor, StandbyExecutor)
     return [s.pid for s in executor._standbys]
 
@@ -169,8 +153,9 @@ async def test_a_warm_job_runs_in_its_own_cgroup(aiohttp_client, real_config, tm
     job = await (await upload(client, long_audio(tmp_path), on_disconnect="keep")).json()
     running = await wait_status(client, job["id"], {"running"} | FINAL)
     await wait_log(client, job["id"], "started on worker 1")
-    handle = app[keys.RUNNER].running[job["id"]].handle
-    assert handle is not None and handle.cgroup is not None
+    [run] = app[keys.RUNNER].runs()
+    handle = run.handle
+    assert isinstance(handle, LocalHandle) and handle.cgroup is not None
     members = alive_in_group(running["process_group_id"])
     assert members and set(handle.cgroup.pids()) >= {p.pid for p in members}
     cgroup_path = handle.cgroup.path
@@ -227,7 +212,7 @@ async def test_standby_zero_starts_every_job_cold(aiohttp_client, real_config):
     app = create_app(real_config(standby=0))
     client = await aiohttp_client(app)
     assert "standby" not in await health(client)
-    assert type(app[keys.RUNNER].executor) is LocalExecutor
+    assert type(app[keys.EXECUTORS].executor) is LocalExecutor
     job = await (await upload(client, SPEECH_CLIP, on_disconnect="keep")).json()
     final = await wait_status(client, job["id"], FINAL, timeout=120)
     assert final["status"] == "completed", final
@@ -237,7 +222,7 @@ async def test_standby_zero_starts_every_job_cold(aiohttp_client, real_config):
 async def test_a_custom_pipeline_command_never_starts_a_standby(aiohttp_client, make_config, tone):
     app = create_app(make_config("--lines", "3", standby=2))
     client = await aiohttp_client(app)
-    assert type(app[keys.RUNNER].executor) is LocalExecutor
+    assert type(app[keys.EXECUTORS].executor) is LocalExecutor
     assert "standby" not in await health(client)
     assert "Warm start" not in await (await client.get("/")).text()
     assert psutil.Process().children(recursive=True) == []  # nothing before a job

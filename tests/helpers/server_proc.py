@@ -10,30 +10,29 @@ spawned, or to a pid the caller proves is a descendant of that server (`signal_d
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import http.client
-import json
 import os
-import re
-import shlex
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from tests.helpers.audio import FAKE_PIPELINE, REPO
+from tests.helpers.audio import REPO
+from tests.helpers.env import clean_env
+from tests.helpers.forms import Response, multipart
+from tests.helpers.procs import alive, proc_key, proc_key_safe
+from tests.helpers.waiting import wait_for
 
 STOP_TIMEOUT = 10.0
+GRACE = 1.0  # --disconnect-grace and --kill-grace unless a test passes its own
 START_TIMEOUT = 30.0
 
 
@@ -41,86 +40,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def fake_pipeline_args(*flags: str) -> list[str]:
-    """--pipeline-command for tests/fixtures/fake_pipeline.py with the given behaviour flags."""
-    return ["--pipeline-command", shlex.join([sys.executable, str(FAKE_PIPELINE), *flags])]
-
-
-def multipart(
-    fields: dict[str, str] | None = None,
-    *,
-    filename: str | None = "upload.wav",
-    content: bytes | None = b"",
-    file_field: str = "file",
-) -> tuple[bytes, str]:
-    """A multipart/form-data body and its Content-Type; content=None leaves the file out."""
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in (fields or {}).items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-            + value.encode()
-            + b"\r\n"
-        )
-    if content is not None:
-        disposition = f'form-data; name="{file_field}"'
-        if filename is not None:
-            quoted = filename.replace("\\", "\\\\").replace('"', '\\"')
-            disposition += f'; filename="{quoted}"'
-        parts.append(
-            f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
-            + b"Content-Type: application/octet-stream\r\n\r\n"
-            + content
-            + b"\r\n"
-        )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def error(self) -> str:
-        try:
-            return str(self.json().get("error", ""))
-        except ValueError:
-            return ""
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll until `predicate()` is truthy and return it; fail naming `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
-def proc_key(proc: psutil.Process) -> tuple[int, float]:
-    """(pid, create_time): a process's identity, so a reused pid is never mistaken for it."""
-    return proc.pid, proc.create_time()
-
-
-def alive(key: tuple[int, float]) -> bool:
-    """True while the process (pid, create_time) exists and is not a zombie."""
-    pid, created = key
-    try:
-        proc = psutil.Process(pid)
-        return proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 @dataclass
@@ -173,8 +92,8 @@ class ServerProcess:
             "--host", self.host,
             "--port", str(self.port),
             "--data-dir", str(self.data_dir),
-            "--disconnect-grace", "1",
-            "--kill-grace", "1",
+            "--disconnect-grace", str(GRACE),
+            "--kill-grace", str(GRACE),
             "--heartbeat-interval", "0.5",
             "--metrics-interval", "0.5",
             "--disk-reserve-mb", "0",
@@ -184,9 +103,7 @@ class ServerProcess:
     def start(self, *, wait: bool = True) -> ServerProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self._run += 1
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCRIPTOR_")}
-        env.update(self.env or {})
-        env["PYTHONUNBUFFERED"] = "1"
+        env = clean_env(**{**(self.env or {}), "PYTHONUNBUFFERED": "1"})
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 self.argv(), cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
@@ -366,6 +283,11 @@ class ServerProcess:
         assert response.status == 200, (path, response.status, response.body[:300])
         return response.json()
 
+    def text(self, path: str) -> str:
+        response = self.request("GET", path)
+        assert response.status == 200, (path, response.status, response.body[:300])
+        return response.body.decode()
+
     def health(self) -> dict[str, Any]:
         return dict(self.get_json("/api/health"))
 
@@ -452,46 +374,13 @@ class ServerProcess:
         return dict(wait_for(settled, timeout, f"{websockets} websockets and no pending grace"))
 
 
-async def raw_ws_open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A websocket opened by hand on 127.0.0.1: no client library reading behind our back,
-    so a test can stop reading (a stalled tab) or reset the connection (a killed one)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        (
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101"), head[:100]
-    return reader, writer
-
-
-def ws_text_frame(message: dict[str, Any]) -> bytes:
-    """One masked client text frame (payload under 64 KB)."""
-    payload = json.dumps(message).encode()
-    assert len(payload) < 65536
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    if len(payload) < 126:
-        header = bytes([0x81, 0x80 | len(payload)])
-    else:
-        header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big")
-    return header + mask + masked
-
-
-def proc_key_safe(proc: psutil.Process) -> tuple[int, float]:
-    try:
-        return proc_key(proc)
-    except psutil.Error:
-        return proc.pid, -1.0
-
-
-def helper_pids(lines: Iterable[str]) -> list[int]:
-    """Pids the fake pipeline announces in its `started N helper processes: [...]` line."""
-    for line in lines:
-        match = re.search(r"helper processes: \[([0-9, ]*)\]", line)
-        if match:
-            return [int(p) for p in match.group(1).split(",") if p.strip()]
-    return []
+def stop_all(servers: Iterable[ServerProcess]) -> None:
+    """Stop every server (the teardown of a `start_server` fixture); fail naming each one
+    that was slow to stop or left a process alive, after trying them all."""
+    failures = []
+    for server in servers:
+        try:
+            server.stop()
+        except AssertionError as error:
+            failures.append(str(error))
+    assert not failures, "\n".join(failures)

@@ -6,34 +6,16 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import psutil
 import pytest
 
 from server import keys
 from server.app import create_app
+from tests.helpers.app_api import upload, wait_for_line, wait_status
 from tests.helpers.health import health_until
 from tests.helpers.procs import alive_in_group, is_alive, wait_until
-from tests.web.wsclient import collect_until, is_final_status, messages, stalled_socket
-
-
-async def upload(client: Any, path: Path, filename: str | None = None, **fields: Any) -> Any:
-    form = aiohttp.FormData()
-    form.add_field("file", path.read_bytes(), filename=filename or path.name)
-    for name, value in fields.items():
-        form.add_field(name, str(value))
-    return await client.post("/api/jobs", data=form)
-
-
-async def wait_status(client: Any, job_id: int, wanted: set[str], timeout: float = 20) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            job = await (await client.get(f"/api/jobs/{job_id}")).json()
-            if job["status"] in wanted:
-                return job
-            await asyncio.sleep(0.05)
+from tests.helpers.wsclient import collect_until, is_final_status, messages, stalled_socket
 
 
 def pipe_fds() -> int:
@@ -43,12 +25,6 @@ def pipe_fds() -> int:
         with contextlib.suppress(OSError):
             count += os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
     return count
-
-
-async def wait_for_line(client: Any, job_id: int, timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not (await (await client.get(f"/api/jobs/{job_id}/logs?lines=1")).json())["lines"]:
-            await asyncio.sleep(0.05)
 
 
 async def test_fake_job_streams_lines_and_completes(aiohttp_client, make_config, tone):

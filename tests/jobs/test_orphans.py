@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -57,7 +58,8 @@ async def settled(client: Any, job_id: int) -> dict[str, Any]:
 
 
 async def test_restart_settles_jobs_of_a_dead_instance(aiohttp_client, make_config):
-    config = make_config()
+    # The orphan rule itself; with resuming on (the default) such a job is queued again.
+    config = make_config(resume_interrupted=False)
     config.data_dir.mkdir(parents=True)
     child = start_sleeper()
     try:
@@ -76,6 +78,38 @@ async def test_restart_settles_jobs_of_a_dead_instance(aiohttp_client, make_conf
         assert "instance" in job["error_message"]
         # the recorded identity matched, so the server killed it
         assert await asyncio.to_thread(wait_until, lambda: not is_alive(child.pid), 5)
+    finally:
+        child.kill()
+        child.wait()
+
+
+async def test_restart_resumes_a_job_its_dead_server_left_running(aiohttp_client, make_config):
+    config = make_config("--lines", "3")  # resume_interrupted: on by default
+    config.data_dir.mkdir(parents=True)
+    child = start_sleeper()
+    try:
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        ident = read_identity(gone.pid)
+        assert ident is not None
+        gone.wait()
+        job_id = await seed_running_job(
+            config.db_path, child, {"pid": ident.pid, "start_ticks": ident.start_ticks,
+                                    "boot_id": ident.boot_id}
+        )
+        client = await aiohttp_client(create_app(config))
+        job = await settled(client, job_id)
+        # What was left of it (provably its own) is killed; the job runs again, resumed.
+        assert await asyncio.to_thread(wait_until, lambda: not is_alive(child.pid), 5)
+        async with asyncio.timeout(20):
+            while job["status"] in ("queued", "running"):
+                await asyncio.sleep(0.05)
+                job = await (await client.get(f"/api/jobs/{job_id}")).json()
+        assert job["status"] == "completed", job
+        log = Path(job["log_file_path"]).read_text().splitlines()
+        resumed = [line for line in log if "after a server restart" in line]
+        assert len(resumed) == 1 and resumed[0].startswith("[transcriptor] resumed at "), log
+        argv = json.loads((Path(job["output_path"]) / "argv.json").read_text())
+        assert "--resume" in argv
     finally:
         child.kill()
         child.wait()
@@ -109,6 +143,9 @@ async def test_stale_heartbeat_fails_job_as_orphaned(aiohttp_client, make_config
 
 async def test_pid_reused_by_innocent_process_is_not_signalled(aiohttp_client, make_config):
     config = make_config()
+    # Resuming is on, and its server is gone, but something alive that cannot be proven
+    # the job's keeps the orphan rule: failed, never resumed beside it.
+    assert config.resume_interrupted
     config.data_dir.mkdir(parents=True)
     innocent = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.DEVNULL

@@ -18,8 +18,8 @@ from server.jobs.state import (
     decide_ending,
 )
 from server.store import Store
+from tests.helpers.app_api import upload, wait_for_line, wait_status
 from tests.helpers.procs import alive_in_group
-from tests.jobs.test_jobs import upload, wait_for_line, wait_status
 
 
 def test_phase_moves_only_along_the_table():
@@ -28,7 +28,10 @@ def test_phase_moves_only_along_the_table():
     machine.change(Phase.RUNNING)
     assert machine.has_process
     machine.change(Phase.DRAINING)
-    machine.change(Phase.STOPPING)
+    with pytest.raises(PhaseError, match="carries a reason"):
+        machine.change(Phase.STOPPING)
+    machine.change(Phase.STOPPING, reason="stopped by user")
+    assert machine.stop_reason == "stopped by user"
     machine.change(Phase.ENDED)
     with pytest.raises(PhaseError, match="from ended to running"):
         machine.change(Phase.RUNNING)
@@ -73,7 +76,7 @@ async def test_runner_error_kills_the_group_before_recording_failure(
 async def test_shutdown_with_ten_stubborn_jobs_ends_within_its_deadline(aiohttp_client, make_config, tone):
     config = make_config(
         "--lines", "100000", "--interval", "0.05", "--ignore-term", "--grandchildren", "1",
-        max_concurrent_jobs=10, kill_grace=1.0,
+        max_concurrent_jobs=10, kill_grace=1.0, resume_interrupted=False,
     )  # fmt: skip
     client = await aiohttp_client(create_app(config))
     jobs = [await (await upload(client, tone, on_disconnect="keep")).json() for _ in range(10)]

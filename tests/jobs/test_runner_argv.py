@@ -8,7 +8,7 @@ from pipeline.args import build_parser
 from server.config import Config
 from server.jobs.argv import pipeline_argv
 from server.store import Store
-from tests.store.legacy import make_legacy_db
+from tests.helpers.legacy_db import make_legacy_db
 
 
 def parsed(config: Config, job: dict, out_dir: Path):

@@ -1,18 +1,25 @@
-"""Shutdown: websockets told GOING_AWAY, running jobs cancelled, no child left."""
+"""Shutdown: websockets told GOING_AWAY, running jobs stopped (queued again to resume, or
+cancelled), no child left."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
+import pytest
 from aiohttp import WSCloseCode
 
 from server.app import create_app
 from server.store import Store
+from tests.helpers.app_api import upload, wait_for_line, wait_status
 from tests.helpers.procs import alive_in_group
-from tests.jobs.test_jobs import upload, wait_for_line, wait_status
 
 
-async def test_shutdown_closes_sockets_and_cancels_jobs(aiohttp_client, make_config, tone):
-    config = make_config("--lines", "10000", "--interval", "0.05", "--grandchildren", "1")
+@pytest.mark.parametrize("resume", [True, False], ids=["resume", "no-resume"])
+async def test_shutdown_closes_sockets_and_stops_jobs(aiohttp_client, make_config, tone, resume):
+    config = make_config(
+        "--lines", "10000", "--interval", "0.05", "--grandchildren", "1", resume_interrupted=resume
+    )  # fmt: skip
     client = await aiohttp_client(create_app(config))
     job = await (await upload(client, tone, on_disconnect="keep")).json()
     queued_config_job = await (await upload(client, tone, on_disconnect="keep")).json()
@@ -34,7 +41,11 @@ async def test_shutdown_closes_sockets_and_cancels_jobs(aiohttp_client, make_con
     try:
         ended = await store.get_job(job["id"])
         assert ended is not None
-        assert ended["status"] == "cancelled" and ended["cancel_reason"] == "server shutdown"
+        if resume:  # interrupted, not ended: the next start resumes it
+            assert ended["status"] == "queued" and ended["process_id"] is None, ended
+            assert "] interrupted at " in Path(ended["log_file_path"]).read_text()
+        else:
+            assert ended["status"] == "cancelled" and ended["cancel_reason"] == "server shutdown"
         other = await store.get_job(queued_config_job["id"])
         assert other is not None and other["status"] in {"queued", "cancelled"}
     finally:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from pipeline.audio import ProbeError, decode, probe, stream
+from tests.helpers.audio import write_wav
 
-from .conftest import FIXTURE, REPO, write_wav
+from .conftest import FIXTURE, REPO
 
 
 def test_probe_reads_the_fixture_duration() -> None:

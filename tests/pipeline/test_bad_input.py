@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import FIXTURE, run_pipeline, write_wav
+from tests.helpers.audio import write_wav
+
+from .conftest import FIXTURE, run_pipeline
 
 
 def _make(tmp_path: Path, case: str) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.protocol import format_metrics, format_result, parse_metrics, parse_result
+from pipeline.protocol import NodeMetrics, format_metrics, format_result, parse_metrics, parse_result
 from pipeline.ray_entry import split_output
 from server.executors.ray import LineSplitter
 
@@ -19,11 +19,9 @@ def test_split_output_makes_the_lines_a_local_job_would():
 
 
 def test_metrics_and_result_lines_round_trip():
-    assert parse_metrics(format_metrics(12.34, 56.78, 3)) == {
-        "cpu_percent": 12.3,
-        "memory_mb": 56.8,
-        "num_processes": 3,
-    }
+    # Memory crosses as a whole number of bytes: the server gets the node's figure exactly.
+    line = format_metrics(NodeMetrics(12.34, 59_539_373, 3))
+    assert parse_metrics(line) == NodeMetrics(12.3, 59_539_373, 3)
     assert parse_metrics("[metrics] cpu=x") is None and parse_metrics("line") is None
     files = {"transcript.txt": "héllo\n".encode(), "transcript.json": b"{}"}
     line = format_result(files)

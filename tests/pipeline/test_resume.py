@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from pipeline.protocol import Progress, parse_line
+from tests.helpers.audio import JFK, repeated_speech
 
-from .conftest import FIXTURE, JFK, REPO, pipeline_env, repeated_speech, run_pipeline
+from .conftest import FIXTURE, REPO, pipeline_env, run_pipeline
 
 pytestmark = pytest.mark.slow
 Segments = list[dict[str, Any]]

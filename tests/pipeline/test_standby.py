@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.protocol import STANDBY_READY
+from tests.helpers.audio import FIXTURE_SENTENCE
 from tests.helpers.procs import alive_in_group, wait_until
 from tests.helpers.wer import wer
 
-from .conftest import FIXTURE, FIXTURE_SENTENCE, REPO, pipeline_env
+from .conftest import FIXTURE, REPO, pipeline_env
 
 pytestmark = pytest.mark.slow
 

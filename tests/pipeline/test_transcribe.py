@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.protocol import Progress, Segment, parse_line
+from tests.helpers.audio import FIXTURE_SENTENCE, JFK, JFK_SENTENCE, repeated_speech
 from tests.helpers.wer import wer, words
 
-from .conftest import FIXTURE, FIXTURE_SENTENCE, JFK, JFK_SENTENCE, repeated_speech, run_pipeline
+from .conftest import FIXTURE, run_pipeline
 
 
 def _events(stdout: str) -> tuple[list[Progress], list[Segment]]:

@@ -16,8 +16,9 @@ import pytest
 from pipeline.audio import SAMPLE_RATE, decode
 from pipeline.settings import Settings
 from pipeline.windows import PIECE_SECONDS, Reader, Sizer, Window, _speech_cut, vad_options
+from tests.helpers.audio import JFK, repeated_speech
 
-from .conftest import FIXTURE, JFK, REPO, pipeline_env, repeated_speech
+from .conftest import FIXTURE, REPO, pipeline_env
 
 
 def _windows(audio: Path, skip: float = 0.0, ceiling: float = float("inf")) -> list[Window]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -11,8 +11,7 @@ from server.procs.kill import Target, kill_tree
 from server.procs.spawn import SpawnedProcess, spawn
 from server.store import Store
 from tests.helpers.children import script
-
-Spawner = Callable[..., Awaitable[SpawnedProcess]]
+from tests.helpers.spawned import Spawner
 
 
 @pytest.fixture
@@ -40,16 +39,3 @@ async def start_child(manager: ProcessManager) -> AsyncIterator[Spawner]:
         if child.process.stdin is not None:
             child.process.stdin.close()
         await child.process.wait()
-
-
-async def read_until(child: SpawnedProcess, prefix: str) -> list[str]:
-    """Lines of child's output up to and including the first one starting with prefix."""
-    assert child.process.stdout is not None
-    lines: list[str] = []
-    while True:
-        raw = await child.process.stdout.readline()
-        assert raw, f"EOF before {prefix!r}; got {lines}"
-        line = raw.decode().rstrip("\n")
-        lines.append(line)
-        if line.startswith(prefix):
-            return lines

@@ -14,12 +14,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from server.executors.base import JobHandle
-from server.executors.local import LocalExecutor, containment
+from server.executors.base import ExitCause, LocalHandle
+from server.executors.build import containment
+from server.executors.local import LocalExecutor
 from server.procs.cgroup import Cgroups, CgroupUnavailable, mounts, own_cgroups, setup
 from tests.helpers.cgroups import require_cgroups
 from tests.helpers.children import script
-from tests.helpers.procs import is_alive
+from tests.helpers.procs import daemon_pid, is_alive
 
 DAEMON_SECONDS = 30.0  # the daemon's own end, should it escape
 
@@ -35,7 +36,7 @@ async def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-unt
         await asyncio.sleep(0.05)
 
 
-async def line_starting(executor: LocalExecutor, handle: JobHandle, prefix: str) -> str:
+async def line_starting(executor: LocalExecutor, handle: LocalHandle, prefix: str) -> str:
     async with asyncio.timeout(20):
         async for line in executor.lines(handle):
             if line.startswith(prefix):
@@ -55,22 +56,15 @@ def executor_for(cgroups: Cgroups | None) -> LocalExecutor:
     return LocalExecutor(cgroups=cgroups, kill_grace=0.5)
 
 
-async def start(executor: LocalExecutor, job_id: int, name: str, *args: object) -> JobHandle:
+async def start(executor: LocalExecutor, job_id: int, name: str, *args: object) -> LocalHandle:
     argv = [sys.executable, script(name), *map(str, args)]
     return await executor.start(job_id, argv, marker=f"test-cgroup:{job_id}")
 
 
-async def finish(executor: LocalExecutor, handle: JobHandle) -> int:
-    code = await executor.wait(handle)
+async def finish(executor: LocalExecutor, handle: LocalHandle) -> int:
+    code = (await executor.wait(handle)).code
     executor.release(handle)
     return code
-
-
-def daemon_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 async def test_the_daemon_that_sheds_every_trace_dies_with_a_stop(cgroups: Cgroups, tmp_path: Path) -> None:
@@ -118,15 +112,16 @@ async def test_a_memory_hog_is_killed_by_the_kernel_alone_and_named(tmp_path: Pa
         executor = executor_for(limited)
         neighbour = await start(executor, 5, "sleeper.py", 60)
         hog = await start(executor, 6, "hog.py", 400, 60)
-        code = await asyncio.wait_for(executor.wait(hog), 30)
-        assert code == -9, code
-        reason = executor.end_reason(hog)  # read before release, as the runner does
+        ended = await asyncio.wait_for(executor.wait(hog), 30)
         executor.release(hog)
-        assert reason is not None and "memory limit of 64 MB" in reason, reason
+        assert ended.code == -9, ended
+        assert ended.cause is ExitCause.MEMORY_LIMIT, ended
+        assert ended.detail is not None and "memory limit of 64 MiB" in ended.detail, ended
         assert is_alive(neighbour.pid)
-        assert executor.end_reason(neighbour) is None
         await executor.kill(neighbour, grace=0.5)
-        await finish(executor, neighbour)
+        neighbour_ended = await executor.wait(neighbour)
+        executor.release(neighbour)
+        assert neighbour_ended.cause is ExitCause.EXITED, neighbour_ended
     finally:
         limited.close()
     assert not limited.parent.exists()
@@ -141,11 +136,11 @@ async def test_short_lived_children_are_counted(cgroups: Cgroups) -> None:
     while time.monotonic() - began < 3:
         samples.append((await executor.sample([handle]))[handle.job_id])
         await asyncio.sleep(0.5)
-    cpu = statistics.mean(s["cpu_percent"] for s in samples[1:])
+    cpu = statistics.mean(s.cpu_percent for s in samples[1:])
     # Each child burns a core for its 0.3 s life: even on a busy machine well above 20%.
     assert cpu > 20, samples
-    assert all(s["memory_mb"] > 0 for s in samples), samples
-    assert "memory_peak_mb" in samples[-1] or not cgroups.memory_accounted
+    assert all(s.memory_bytes > 0 for s in samples), samples
+    assert samples[-1].memory_peak_bytes is not None or not cgroups.memory_accounted
     await finish(executor, handle)
 
 
@@ -158,8 +153,8 @@ async def test_the_same_churn_is_invisible_to_the_tree_sampler() -> None:
     for _ in range(4):
         await asyncio.sleep(0.5)
         samples.append((await executor.sample([handle]))[handle.job_id])
-    assert max(s["cpu_percent"] for s in samples) < 100 * 4, samples  # no cgroup keys
-    assert all("memory_peak_mb" not in s for s in samples)
+    assert max(s.cpu_percent for s in samples) < 100 * 4, samples
+    assert all(s.memory_peak_bytes is None for s in samples)  # only a cgroup keeps a peak
     await finish(executor, handle)
 
 
@@ -195,7 +190,7 @@ async def test_the_sweep_leaves_a_job_that_started_after_the_rows_were_read(
     job's cgroup was swept as a leftover and the job killed."""
     from server.jobs.orphans import OrphanReaper
     from server.store import Store
-    from tests.store.util import job_args
+    from tests.helpers.store_rows import job_args
 
     store = await Store.open(tmp_path / "t.db")
     executor = executor_for(cgroups)

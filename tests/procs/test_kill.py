@@ -12,31 +12,8 @@ from server.procs.identity import ProcessIdentity, read_identity
 from server.procs.kill import Target, kill_tree
 from server.procs.spawn import SpawnedProcess
 from server.store import Store
-from tests.procs.conftest import Spawner, read_until
-from tests.store.util import job_args
-
-
-def alive(pid: int) -> bool:
-    """Running and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return False
-    return data[data.rindex(b")") + 2 : data.rindex(b")") + 3] not in (b"Z", b"X")
-
-
-async def exited(child: SpawnedProcess, timeout: float = 10) -> int:
-    """The exit code as soon as the child exits (polled: there is no event for it)."""
-    for _ in range(int(timeout / 0.01)):
-        if child.process.returncode is not None:
-            return child.process.returncode
-        await asyncio.sleep(0.01)
-    raise AssertionError("child did not exit")
-
-
-def pids_from(lines: list[str], prefix: str) -> list[int]:
-    return [int(line.split()[1]) for line in lines if line.startswith(prefix)]
+from tests.helpers.spawned import Spawner, alive, exited, pids_from, read_until
+from tests.helpers.store_rows import job_args
 
 
 async def register(store: Store, child: SpawnedProcess, **overrides: object) -> int:

@@ -10,9 +10,8 @@ from server.manager import ProcessManager
 from server.procs.identity import read_identity
 from server.procs.spawn import SpawnedProcess
 from server.store import Store
-from tests.procs.conftest import Spawner, read_until
-from tests.procs.test_kill import alive, exited, pids_from
-from tests.store.util import job_args
+from tests.helpers.spawned import Spawner, alive, exited, pids_from, read_until
+from tests.helpers.store_rows import job_args
 
 
 async def _age_heartbeat(store: Store, job_id: int, seconds: int) -> None:

@@ -6,17 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from server.executors.base import JobHandle
+from server.executors.base import LocalHandle
 from server.executors.local import LocalExecutor
 from server.manager import ProcessManager
 from server.procs.kill import Target, kill_tree
-from server.procs.sampler import TreeSampler
+from server.procs.sampler import Sample, TreeSampler
 from server.store import Store
-from tests.procs.conftest import Spawner, read_until
-from tests.procs.test_kill import exited
-from tests.store.util import job_args
-
-KEYS = {"running", "pid", "cpu_percent", "memory_mb", "elapsed_seconds", "num_processes"}
+from tests.helpers.spawned import Spawner, exited, read_until
+from tests.helpers.store_rows import job_args
 
 
 async def test_sampler_sums_child_and_grandchildren(
@@ -25,25 +22,25 @@ async def test_sampler_sums_child_and_grandchildren(
     child = await start_child("forker.py", 3, 30, marker="s:1")
     await read_until(child, "ready")
     executor = LocalExecutor()
-    handle = JobHandle(7, "s:1", child.identity.pid, child.pgid, child.identity, child)
+    handle = LocalHandle(7, "s:1", child.identity.pid, child.pgid, child.identity, child)
     first = (await executor.sample([handle]))[7]
-    assert set(first) == KEYS
-    assert first["running"] is True and first["pid"] == child.process.pid
-    assert first["num_processes"] == 4
-    assert first["memory_mb"] > 4  # four Python interpreters
-    assert first["elapsed_seconds"] >= 0
+    assert first.running is True and first.pid == child.process.pid
+    assert first.num_processes == 4
+    assert first.memory_bytes > 4 * 2**20  # four Python interpreters
+    assert first.fields()["memory_mb"] == round(first.memory_bytes / 2**20, 1)  # MiB
+    assert first.elapsed_seconds >= 0
     await asyncio.sleep(0.05)
     second = (await executor.sample([handle]))[7]
-    assert second["num_processes"] == 4
-    assert second["cpu_percent"] >= 0.0
+    assert second.num_processes == 4
+    assert second.cpu_percent >= 0.0
 
     await kill_tree(Target.of(child.pgid, child.identity, "s:1"), grace=1, escapees=True)
     await child.process.wait()
     gone = (await executor.sample([handle]))[7]
-    assert gone == {
-        "running": False, "pid": child.process.pid, "cpu_percent": 0.0, "memory_mb": 0.0,
-        "elapsed_seconds": 0.0, "num_processes": 0,
-    }  # fmt: skip
+    assert gone == Sample(
+        running=False, pid=child.process.pid, cpu_percent=0.0, memory_bytes=0,
+        elapsed_seconds=0.0, num_processes=0,
+    )  # fmt: skip
     executor.sampler.forget(child.process.pid)
 
 
@@ -52,7 +49,7 @@ async def test_sampler_ignores_zombie_root(start_child: Spawner) -> None:
     await exited(child)
     # Exited: a zombie until reaped, or gone. Either way, not running.
     sample = (await asyncio.to_thread(TreeSampler().sample_many, [child.process.pid]))[child.process.pid]
-    assert sample["running"] is False and sample["num_processes"] == 0
+    assert sample.running is False and sample.num_processes == 0
 
 
 async def test_status_only_for_verified_process(

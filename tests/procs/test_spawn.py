@@ -15,7 +15,7 @@ from server.procs.identity import MARKER_ENV, identity_matches, read_identity
 from server.procs.lines import read_lines
 from server.procs.spawn import spawn
 from tests.helpers.children import script
-from tests.procs.conftest import Spawner, read_until
+from tests.helpers.spawned import Spawner, read_until
 
 
 async def collect(stream: asyncio.StreamReader | None, **kwargs: int) -> list[str]:

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.audio import REPO, tone_wav
-from tests.helpers.server_proc import ServerProcess, fake_pipeline_args
+from tests.helpers.audio import REPO
+from tests.helpers.fake import fake_pipeline_args
+from tests.helpers.server_proc import ServerProcess, stop_all
 
 PIPELINE_BY_MODEL = Path(__file__).resolve().parent / "pipeline_by_model.py"
 RESULTS_PATH = REPO / "test-artifacts" / "reliability-results.json"
@@ -47,13 +48,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         return server.start(wait=wait)
 
     yield start
-    failures = []
-    for server in servers:
-        try:
-            server.stop()
-        except AssertionError as error:
-            failures.append(str(error))
-    assert not failures, "\n".join(failures)
+    stop_all(servers)
 
 
 @pytest.fixture
@@ -67,11 +62,6 @@ def behaviours(tmp_path: Path) -> Callable[..., list[str]]:
         return ["--pipeline-command", shlex.join(command)]
 
     return make
-
-
-@pytest.fixture
-def tone(tmp_path: Path) -> Path:
-    return tone_wav(tmp_path / "tone.wav")
 
 
 @pytest.fixture

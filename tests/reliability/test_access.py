@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from tests.helpers.server_proc import ServerProcess, multipart, wait_for
+from tests.helpers.forms import multipart
+from tests.helpers.server_proc import ServerProcess
+from tests.helpers.waiting import wait_for
 
 TOKEN = "reliability-token-0123456789abcdef"
 PAGES = ["/", "/jobs/1", "/api/health", "/api/jobs", "/api/jobs/1", "/api/jobs/1/logs", "/api/jobs/1/log"]

@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.audio import tone_wav
-from tests.helpers.server_proc import Response, ServerProcess, fake_pipeline_args, multipart, wait_for
+from tests.helpers.fake import fake_pipeline_args
+from tests.helpers.forms import Response, multipart
+from tests.helpers.server_proc import ServerProcess
+from tests.helpers.waiting import wait_for
 
 LIMIT_MB = 1
 LIMIT_BYTES = LIMIT_MB * 1024 * 1024

@@ -15,15 +15,11 @@ import aiohttp
 import psutil
 import pytest
 
-from tests.helpers.server_proc import (
-    ServerProcess,
-    alive,
-    helper_pids,
-    proc_key,
-    raw_ws_open,
-    wait_for,
-    ws_text_frame,
-)
+from tests.helpers.fake import helper_pids
+from tests.helpers.procs import alive, proc_key
+from tests.helpers.raw_ws import raw_ws_open, ws_text_frame
+from tests.helpers.server_proc import ServerProcess
+from tests.helpers.waiting import wait_for
 
 KILL_GRACE = 1.0  # what conftest's servers run with
 # The issue's full 1 GB: about 85 s on 2 cores (12 MB/s of 100-byte lines); it took
@@ -89,8 +85,10 @@ class Pinger:
 
 
 def test_stop_ends_a_child_that_ignores_sigterm_within_grace(start_server, tone, record):
+    # Without resuming, a shutdown cancels the job (with it, it would be queued again).
     server = start_server(
-        fake=["--lines", "100000", "--interval", "0.05", "--ignore-term", "--grandchildren", "2"]
+        "--no-resume-interrupted",
+        fake=["--lines", "100000", "--interval", "0.05", "--ignore-term", "--grandchildren", "2"],
     )
     job = server.upload(tone, on_disconnect="keep")
     server.wait_running(job["id"])
@@ -137,7 +135,9 @@ def test_setsid_grandchild_does_not_survive_a_stop(start_server, tone, record):
 def test_setsid_grandchild_does_not_survive_a_server_crash(start_server, tone, record):
     """The lifeline kills the leader's group; the escaped grandchild is in none of it. The
     restarted server must find it by its marker and end it."""
-    server = start_server(fake=["--lines", "100000", "--interval", "0.05", "--setsid-grandchild"])
+    server = start_server(  # the orphan rule; resuming would queue the job again
+        "--no-resume-interrupted", fake=["--lines", "100000", "--interval", "0.05", "--setsid-grandchild"]
+    )
     job = server.upload(tone, on_disconnect="keep")
     server.wait_running(job["id"])
     escapee = wait_helpers(server, job["id"], 1)[-1]

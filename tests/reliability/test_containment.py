@@ -14,8 +14,12 @@ import aiohttp
 import psutil
 import pytest
 
+from tests.helpers.audio import REPO
 from tests.helpers.cgroups import require_cgroups
-from tests.helpers.server_proc import ServerProcess, wait_for
+from tests.helpers.env import clean_env
+from tests.helpers.procs import daemon_pid, is_alive
+from tests.helpers.server_proc import ServerProcess
+from tests.helpers.waiting import wait_for
 
 DAEMON_SECONDS = 120  # the daemon's own end, should it escape
 
@@ -33,20 +37,6 @@ def cgroup_parent(server: ServerProcess) -> Path:
         return Path(match.group(1)) if match else None
 
     return Path(wait_for(announced, 10, "the containment log line"))
-
-
-def daemon_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def daemon_job(start_server, tone, tmp_path: Path, *args: str, on_disconnect: str = "keep"):  # type: ignore[no-untyped-def]
@@ -91,7 +81,8 @@ def test_the_daemon_dies_when_the_last_client_leaves(start_server, tone, tmp_pat
 
 
 def test_the_daemon_dies_after_a_server_sigkill_and_restart(start_server, tone, tmp_path, record):
-    server, job, pid = daemon_job(start_server, tone, tmp_path)
+    # The orphan rule; resuming would queue the job again.
+    server, job, pid = daemon_job(start_server, tone, tmp_path, "--no-resume-interrupted")
     parent = cgroup_parent(server)
     server.sigkill()
     # The lifeline takes the group down; the daemon left the group and survives the crash.
@@ -116,11 +107,10 @@ def test_cleanup_kills_the_daemon_by_its_cgroup_after_a_server_sigkill(start_ser
     server.sigkill()
     assert is_alive(pid), "expected the daemon to outlive the server (else this proves nothing)"
     # From another folder: the command finds the job's cgroup by the install's name.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCRIPTOR_")}
     result = subprocess.run(
         [sys.executable, "-m", "server.cli", "cleanup", "--data-dir", str(server.data_dir),
          "--timeout", "0"],
-        cwd=tmp_path, env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        cwd=tmp_path, env=clean_env(PYTHONPATH=str(REPO)),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -139,7 +129,7 @@ def test_a_memory_hog_is_capped_and_its_neighbour_completes(start_server, tone, 
     hog = server.upload(tone, model="hog", on_disconnect="keep")
     failed = server.wait_final(hog["id"], timeout=60)
     assert failed["status"] == "failed", failed
-    assert "memory limit of 64 MB" in failed["error_message"], failed
+    assert "memory limit of 64 MiB" in failed["error_message"], failed
     done = server.wait_final(calm["id"], timeout=60)
     assert done["status"] == "completed", done
     assert server.get_json("/api/health")["status"] == "ok"

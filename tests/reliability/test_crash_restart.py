@@ -19,7 +19,9 @@ import psutil
 import pytest
 
 from tests.helpers.audio import JFK, SPEECH_CLIP
-from tests.helpers.server_proc import ServerProcess, alive, proc_key, wait_for
+from tests.helpers.procs import alive, proc_key
+from tests.helpers.server_proc import ServerProcess
+from tests.helpers.waiting import wait_for
 
 KILLS = 20
 AUDIO = JFK if JFK.exists() else SPEECH_CLIP
@@ -67,7 +69,9 @@ def wait_for_workers(server: ServerProcess, job_id: int, count: int = 2) -> list
 
 @pytest.mark.slow
 def test_sigkill_server_mid_job_20_times(start_server, record):
-    server = start_server("--max-concurrent-jobs", "1")
+    # The orphan rule after a crash; with resuming on (the default) such jobs are resumed
+    # (tests/reliability/test_resume.py).
+    server = start_server("--max-concurrent-jobs", "1", "--no-resume-interrupted")
     settled: list[str] = []
     began = time.monotonic()
     for attempt in range(KILLS):
@@ -203,7 +207,9 @@ def test_restart_never_signals_a_process_that_reused_a_jobs_pid(start_server, tm
                 db, pid=4_000_000, ticks=1, boot=boot_id(), instance="dead0000", note="gone",
             ),
         }  # fmt: skip
-        server.start()
+        server.start()  # resuming on: only a job of which nothing runs any more is resumed
+        resumed = server.wait_final(rows.pop("pid gone"), timeout=20)
+        assert resumed["status"] == "completed", resumed
         reasons = {}
         for what, job_id in rows.items():
             row = server.wait_final(job_id, timeout=10)
@@ -227,7 +233,9 @@ def test_restart_never_signals_a_process_that_reused_a_jobs_pid(start_server, tm
 def test_sigkill_server_fake_job_group_dies_by_its_lifeline(start_server, tone):
     """SIGKILL the server mid-job: the job's whole group (leader and two grandchildren) dies
     by the stdin lifeline within 2 s, and the restarted server settles the row."""
-    server = start_server(fake=["--lines", "100000", "--interval", "0.05", "--grandchildren", "2"])
+    server = start_server(  # the orphan rule; resuming would queue the job again
+        "--no-resume-interrupted", fake=["--lines", "100000", "--interval", "0.05", "--grandchildren", "2"]
+    )
     job = server.upload(tone, on_disconnect="keep")
     running = server.wait_running(job["id"])
     wait_for(lambda: len(job_processes(server, server.job(job["id"]))) >= 3, 10, "grandchildren")

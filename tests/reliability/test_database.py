@@ -12,8 +12,10 @@ import aiohttp
 import pytest
 
 from server.store.migrate import SCHEMA_VERSION
-from tests.helpers.server_proc import ServerProcess, multipart, wait_for
-from tests.store.legacy import make_legacy_db
+from tests.helpers.forms import multipart
+from tests.helpers.legacy_db import make_legacy_db
+from tests.helpers.server_proc import ServerProcess
+from tests.helpers.waiting import wait_for
 
 CONCURRENT = 50
 

@@ -8,7 +8,7 @@ import time
 import aiohttp
 import psutil
 
-from tests.helpers.server_proc import alive, proc_key
+from tests.helpers.procs import alive, proc_key
 
 STARTS = 20
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.server_proc import alive, proc_key, wait_for
+from tests.helpers.procs import alive, proc_key
+from tests.helpers.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

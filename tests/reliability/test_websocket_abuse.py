@@ -10,7 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers.server_proc import ServerProcess, raw_ws_open, ws_text_frame
+from tests.helpers.raw_ws import raw_ws_open, ws_text_frame
+from tests.helpers.server_proc import ServerProcess
 
 CYCLES = 1000
 JOBS = 10

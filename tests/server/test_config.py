@@ -1,4 +1,4 @@
-"""Every setting has a flag, an environment variable, and a line in the README."""
+"""Every setting has a flag, an environment variable, and a line in docs/settings.md."""
 
 from __future__ import annotations
 
@@ -9,14 +9,21 @@ import pytest
 
 from server.config import Config, build_parser, check, config_from, documented_settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+SETTINGS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 
 
-def test_every_setting_is_documented_in_readme():
-    text = README.read_text()
+def test_every_setting_is_documented():
+    text = SETTINGS_PAGE.read_text()
     for flag, env, _default, _help in documented_settings():
-        assert f"`{flag}" in text, f"{flag} is not documented in README.md"
-        assert env in text, f"{env} is not documented in README.md"
+        assert f"`{flag}" in text, f"{flag} is not documented in docs/settings.md"
+        assert env in text, f"{env} is not documented in docs/settings.md"
+
+
+def test_every_mb_setting_says_mib():
+    mb = [(flag, text) for flag, _env, _default, text in documented_settings() if flag.endswith("-mb")]
+    assert len(mb) >= 4
+    for flag, text in mb:
+        assert "MiB" in text, f"{flag}'s help does not say its unit is MiB: {text!r}"
 
 
 def test_flags_then_environment_then_defaults():

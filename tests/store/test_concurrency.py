@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from server.store import Store
-from tests.store.util import job_args
+from tests.helpers.store_rows import job_args
 
 
 async def test_concurrent_creates_heartbeats_and_a_second_store(tmp_path: Path) -> None:

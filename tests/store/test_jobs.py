@@ -11,7 +11,7 @@ import pytest
 from server.jobs.state import ORPHANED_PREFIX, REASON_STOPPED
 from server.store import Store
 from server.store.migrate import SCHEMA_VERSION
-from tests.store.util import job_args
+from tests.helpers.store_rows import job_args
 
 
 async def start(store: Store, job_id: int, **overrides: object) -> bool:

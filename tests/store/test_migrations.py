@@ -15,8 +15,8 @@ import pytest
 from server.store import CorruptDatabaseError, MigrationError, NewerSchemaError, Store, StoreError
 from server.store import migrate as store_module
 from server.store.migrate import SCHEMA_VERSION
-from tests.store.legacy import LEGACY_ROWS, legacy_rows, make_legacy_db
-from tests.store.util import job_args
+from tests.helpers.legacy_db import LEGACY_ROWS, legacy_rows, make_legacy_db
+from tests.helpers.store_rows import job_args
 
 REPO = Path(__file__).resolve().parents[2]
 

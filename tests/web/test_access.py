@@ -6,8 +6,8 @@ import aiohttp
 import pytest
 
 from server.app import create_app
-from tests.jobs.test_jobs import upload, wait_status
-from tests.web.wsclient import messages
+from tests.helpers.app_api import upload, wait_status
+from tests.helpers.wsclient import messages
 
 TOKEN = "s3cret-token-for-tests"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from server.app import create_app
+from tests.helpers.app_api import upload
 from tests.helpers.health import health, health_until
-from tests.jobs.test_jobs import upload
-from tests.web.wsclient import collect_until
+from tests.helpers.wsclient import collect_until
 
 
 async def start_job(client: Any, path: Path, **fields: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
@@ -28,7 +29,8 @@ def sdk() -> Iterator[Callable[..., openai.OpenAI]]:
     made: list[openai.OpenAI] = []
 
     def make(client: Any, api_key: str = "anything", **options: Any) -> openai.OpenAI:
-        api = openai.OpenAI(base_url=str(client.make_url("/v1")), api_key=api_key, max_retries=0, **options)
+        options.setdefault("max_retries", 0)
+        api = openai.OpenAI(base_url=str(client.make_url("/v1")), api_key=api_key, **options)
         made.append(api)
         return api
 
@@ -280,7 +282,7 @@ async def test_a_browser_leaving_does_not_end_an_api_job(aiohttp_client, sdk, ma
     runner = app[keys.RUNNER]
     # The page's leaving starts the runner's disconnect check; wait until it has decided.
     async with asyncio.timeout(10):
-        while job["id"] in runner._disconnect_timers or runner.channels.subscriber_count(job["id"]) != 1:
+        while runner.stats().disconnect_timers or app[keys.CHANNELS].subscriber_count(job["id"]) != 1:
             await asyncio.sleep(0.02)
     assert (await (await client.get(f"/api/jobs/{job['id']}")).json())["status"] == "running"
     gate.touch()
@@ -325,6 +327,70 @@ async def test_a_failed_job_is_a_500_with_its_error(aiohttp_client, sdk, make_co
     client = await aiohttp_client(
         create_app(make_config("--fail-message", "model exploded", "--exit-code", "1"))
     )
+    # The SDK's default retries: a failed job is not run again (each retry would be a job).
+    api = sdk(client, max_retries=2)
     with tone.open("rb") as audio, pytest.raises(openai.InternalServerError, match="model exploded"):
+        await asyncio.to_thread(api.audio.transcriptions.create, model="whisper-1", file=audio)
+    assert [j["status"] for j in await jobs(client)] == ["failed"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"these are meeting notes, not audio\n" * 20, "not an audio file"), (b"", "file is empty")],
+)
+async def test_a_file_that_cannot_be_decoded_is_a_400(
+    aiohttp_client, sdk, make_config, tmp_path, content, message
+):
+    """OpenAI answers 400 invalid_request_error, so clients catch BadRequestError (not 422)."""
+    client = await aiohttp_client(create_app(make_config()))
+    bad = tmp_path / "talk.mp3"
+    bad.write_bytes(content)
+    api = sdk(client, max_retries=2)
+    with bad.open("rb") as audio, pytest.raises(openai.BadRequestError, match=message) as error:
+        await asyncio.to_thread(api.audio.transcriptions.create, model="whisper-1", file=audio)
+    assert error.value.status_code == 400
+    assert error.value.body == {  # type: ignore[comparison-overlap]
+        "message": error.value.body["message"],  # type: ignore[index]
+        "type": "invalid_request_error",
+        "param": "file",
+        "code": None,
+    }
+    assert await jobs(client) == [] and list(make_config().uploads_dir.iterdir()) == []
+    # Our own API keeps its 422 for the same file.
+    form = aiohttp.FormData()
+    form.add_field("file", content, filename="talk.mp3")
+    assert (await client.post("/api/jobs", data=form)).status == 422
+
+
+async def test_a_full_disk_is_openais_503(aiohttp_client, sdk, make_config, tone):
+    client = await aiohttp_client(create_app(make_config(disk_reserve_mb=2**40)))
+    with tone.open("rb") as audio, pytest.raises(openai.InternalServerError, match="disk space") as error:
         await asyncio.to_thread(sdk(client).audio.transcriptions.create, model="whisper-1", file=audio)
-    assert (await jobs(client))[0]["status"] == "failed"
+    assert error.value.status_code == 503  # OpenAI's "try again later"; /api/jobs says 507
+    assert error.value.body["type"] == "server_error"  # type: ignore[index]
+
+
+async def test_a_too_large_file_is_413_as_openai_answers(aiohttp_client, sdk, make_config, tone):
+    client = await aiohttp_client(create_app(make_config(max_upload_mb=0.01)))  # 10 KiB
+    with tone.open("rb") as audio, pytest.raises(openai.APIStatusError, match="limit") as error:
+        await asyncio.to_thread(sdk(client).audio.transcriptions.create, model="whisper-1", file=audio)
+    assert error.value.status_code == 413
+    assert error.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+
+
+async def test_a_stopped_job_is_a_409_the_sdk_does_not_retry(
+    aiohttp_client, sdk, make_config, tone, tmp_path
+):
+    client = await aiohttp_client(create_app(make_config("--gate", str(tmp_path / "never"))))
+    api = sdk(client, max_retries=2, timeout=60.0)  # the SDK's default retries, which cover 409
+
+    def call() -> None:
+        with tone.open("rb") as audio:
+            api.audio.transcriptions.create(model="whisper-1", file=audio)
+
+    answer = asyncio.ensure_future(asyncio.to_thread(call))
+    job = await wait_job(client, lambda j: j["status"] == "running")
+    assert (await client.post(f"/api/jobs/{job['id']}/stop")).status == 200
+    with pytest.raises(openai.ConflictError, match="stopped by user"):
+        await answer
+    assert [j["status"] for j in await jobs(client)] == ["cancelled"]  # one job, not three

@@ -8,8 +8,8 @@ from typing import Any
 
 from server.app import create_app
 from server.jobs.joblog import index_path
-from tests.jobs.test_jobs import upload, wait_status
-from tests.web.wsclient import collect_until, is_final_status
+from tests.helpers.app_api import upload, wait_status
+from tests.helpers.wsclient import collect_until, is_final_status
 
 FINAL = {"completed", "failed", "cancelled"}
 

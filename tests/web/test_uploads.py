@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from server.app import create_app
-from tests.jobs.test_jobs import upload, wait_status
+from tests.helpers.app_api import upload, wait_status
 
 
 async def nothing_left(client: Any, config: Any) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from server import keys
 from server.app import create_app
-from tests.jobs.test_jobs import upload, wait_status
-from tests.web.wsclient import collect_until, is_final_status
+from tests.helpers.app_api import upload, wait_status
+from tests.helpers.wsclient import collect_until, is_final_status
 
 FINAL = {"completed", "failed", "cancelled"}
 
@@ -77,7 +77,7 @@ async def test_subscribe_racing_the_end_gets_the_final_status(
         gate.touch()
         await wait_status(client, job["id"], FINAL)
         runner = app[keys.RUNNER]
-        await wait_until(lambda: job["id"] not in runner.running)
+        await wait_until(lambda: not runner.is_active(job["id"]))
         pause.release.set()
         # A finished job's replay sends its status first, then its lines: wait for both.
         got: set[str] = set()

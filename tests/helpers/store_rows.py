@@ -1,4 +1,4 @@
-"""Shared by the store and process tests."""
+"""Rows for the store: the arguments of `Store.create_job`, for the store and process tests."""
 
 from __future__ import annotations
 

@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.formats import write_atomic
 from pipeline.protocol import parse_result
+from server.executors.ray import write_result_files
 from server.executors.ray_cluster import STOPPED, ClusterError, NoSuchRayJob, RayCluster, RayJobInfo
 from server.jobs.orphans import OrphanReport
 from server.jobs.state import ORPHANED_PREFIX, JobStatus, decide_ending, failure, record_ending
-from server.store import Store
+
+if TYPE_CHECKING:
+    from server.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +131,3 @@ class RayOrphans:
             reports.append(OrphanReport(int(raw_id or 0), None, message, verified=True, killed=stopped))
         return reports
 
-
-def write_result_files(out_dir: Path, files: dict[str, bytes]) -> None:
-    """The transcript files a [result] line carried, into the job's output folder."""
-    for name, data in files.items():
-        if "/" not in name and name.startswith("transcript"):
-            write_atomic(out_dir / name, data.decode("utf-8", "replace"))
