@@ -1,8 +1,10 @@
 """The leader's loop: hand windows to workers, release segments in order, show progress.
 
 Each worker holds at most one window per replica plus one waiting, so the reader (and
-with it the memory) never runs far ahead. A window's segments are printed as soon as
-every earlier window is done: those of the earliest unfinished window as they come.
+with it the memory) never runs far ahead. A window's segments are printed once it and
+every earlier window are done, so what is printed is always everything before one point
+of the file: the point a resumed run goes on from (resume.py), and what the server keeps
+of a run it restarts.
 Progress is the audio of the finished windows plus how far the others' segments reach;
 a line is printed when it moves and at least every couple of seconds in any case, so a
 healthy run is never silent for long.
@@ -143,10 +145,7 @@ class Collector:
             flight = self.flights[event.index]
             segment = Segment.from_dict(event.segment)
             flight.reached = max(flight.reached, min(segment.end, flight.window.end) - flight.window.start)
-            if event.index == self.next_release:
-                self.emit(segment)
-            else:
-                flight.found.append(segment)
+            flight.found.append(segment)
         elif isinstance(event, messages.WindowDone):
             self.on_window_done(event)
         elif isinstance(event, messages.WorkerWarning):
@@ -187,12 +186,6 @@ class Collector:
             del self.flights[self.next_release]
             self.next_release += 1
             run.released_until = head.window.end
-            run.released_count = len(run.segments)
-        if (head := self.flights.get(self.next_release)) is not None:
-            for segment in head.found:  # the new earliest window's, found so far
-                self.emit(segment)
-            head.found.clear()
-        run.waiting = [s for f in self.flights.values() for s in f.found]
 
     def emit(self, segment: Segment) -> None:
         run = self.run
@@ -212,7 +205,5 @@ class Collector:
 
     def checkpoint(self) -> None:
         run = self.run
-        if self.checkpoints.due(run.released_until, run.released_count):
-            released = run.segments[: run.released_count]
-            extra = run.segments[run.released_count :] + run.waiting
-            self.checkpoints.write(released, run.released_until, extra, run.meta())
+        if self.checkpoints.due(run.released_until, len(run.segments)):
+            self.checkpoints.write(run.segments, run.released_until, run.meta())

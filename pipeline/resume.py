@@ -1,10 +1,10 @@
 """transcript.partial.json as a resume point: written as windows finish, read by --resume.
 
-The partial transcript holds the segments released so far, in order, and
-`"resume": {"at": SECONDS, "segments": N}`: the first N segments are everything the
-windows before SECONDS gave (windows are cut in silence, so no segment crosses that
-point). Segments of later windows that finished early may follow them; a resumed run
-drops those and decodes their windows again, so each segment is kept exactly once.
+The partial transcript holds the segments printed so far, in order, and
+`"resume": {"at": SECONDS, "segments": N}`: its N segments are everything the windows
+before SECONDS gave (windows are cut in pauses, so no segment crosses that point), and
+the leader prints a window's segments only once it and every earlier one are done. A
+resumed run keeps them and starts at SECONDS, so each segment is kept exactly once.
 
 It is rewritten at most every few seconds while a run works (atomically, so a run killed
 with SIGKILL leaves the last whole one), and once more when a run is stopped.
@@ -64,13 +64,11 @@ class Checkpoints:
         fresh = self.written != (at, count)
         return fresh and time.monotonic() - self.written_at >= CHECKPOINT_SECONDS
 
-    def write(
-        self, released: list[Segment], at: float, extra: list[Segment], meta: dict[str, Any]
-    ) -> Path:
-        """`released` are the segments before `at`; `extra` finished ones after it."""
-        resume = {"at": at, "segments": len(released)}
-        path = write_partial(self.out_dir, released + extra, {**meta, "resume": resume})
-        self.written_at, self.written = time.monotonic(), (at, len(released))
+    def write(self, segments: list[Segment], at: float, meta: dict[str, Any]) -> Path:
+        """`segments` are everything the audio before `at` seconds gave, in order."""
+        resume = {"at": at, "segments": len(segments)}
+        path = write_partial(self.out_dir, segments, {**meta, "resume": resume})
+        self.written_at, self.written = time.monotonic(), (at, len(segments))
         return path
 
     def remove(self) -> None:

@@ -40,13 +40,9 @@ class Run:
     workers: list[Any] = field(default_factory=list)
     connections: dict[int, Connection] = field(default_factory=dict)
     worker_peaks: dict[int, int] = field(default_factory=dict)
-    # Printed, in order; the first `released_count` are all that the audio before
-    # `released_until` seconds gave (the rest: the earliest unfinished window's so far).
+    # Printed, in order: everything the audio before `released_until` seconds gave.
     segments: list[Segment] = field(default_factory=list)
-    released_count: int = 0
     released_until: float = 0.0
-    # Finished segments of windows after `released_until`, waiting for an earlier one.
-    waiting: list[Segment] = field(default_factory=list)
     resumed_from: float | None = None
     warm: WarmWorker | None = None  # a worker loaded before the job (standby mode)
     preloaded: dict[int, float] = field(default_factory=dict)  # worker -> its load seconds

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline import messages
 from pipeline.collect import Collector
-from pipeline.formats import write_partial, write_transcript
+from pipeline.formats import write_transcript
 from pipeline.resume import Checkpoints, read_resume_point
 from pipeline.run import Run, Stopped, WorkerFailed, leader_peak_bytes
 from pipeline.settings import Settings, fit_to_machine, usable_cores
@@ -73,7 +73,7 @@ def transcribe(
         point, line = read_resume_point(settings.out_dir, duration)
         say(line)
         if point is not None:
-            run.segments, run.released_count = list(point.segments), len(point.segments)
+            run.segments = list(point.segments)
             run.released_until = run.resumed_from = point.at
     mode = f"batched (batch size {settings.batch_size})" if settings.batched else "sequential"
     say(
@@ -155,12 +155,9 @@ def stop(run: Run, stopped: Stopped, say: Say) -> Path | None:
     _stop_workers(run)
     run.timings["wall"] = time.monotonic() - run.started
     path = None
-    # Released segments, then finished ones still waiting for an earlier window.
-    segments = run.segments + run.waiting
     with contextlib.suppress(OSError):
-        resume = {"at": run.released_until, "segments": run.released_count}
-        meta = {**run.meta(), "stopped": stopped.reason, "resume": resume}
-        path = write_partial(run.settings.out_dir, segments, meta)
-    kept = f"kept {len(segments)} segment(s) in {path}" if path else "nothing kept"
+        meta = {**run.meta(), "stopped": stopped.reason}
+        path = Checkpoints(run.settings.out_dir).write(run.segments, run.released_until, meta)
+    kept = f"kept {len(run.segments)} segment(s) in {path}" if path else "nothing kept"
     say(f"stopped by {stopped.reason} after {run.timings['wall']:.2f} s; {kept}")
     return path
