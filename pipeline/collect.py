@@ -37,8 +37,6 @@ class _Flight:
     """A window handed to a worker (or finished and waiting to be released)."""
 
     window: Window
-    worker: int
-    began: float = field(default_factory=time.monotonic)
     reached: float = 0.0  # seconds of the window its segments cover so far
     found: list[Segment] = field(default_factory=list)
     finished: bool = False
@@ -113,11 +111,11 @@ class Collector:
                 self.reader_done = True
                 self.run.duration = self.reader.decoded_seconds
                 return
-            worker = max(self.free, key=lambda n: self.free[n])
-            flight = self.flights[item.index] = _Flight(item, worker)
+            flight = self.flights[item.index] = _Flight(item)
             if item.speech == []:
                 self.finish(flight)  # silence: nothing to decode
                 continue
+            worker = max(self.free, key=lambda n: self.free[n])
             self.free[worker] -= 1
             window = item
             self.say(
