@@ -13,9 +13,9 @@ over /ws as a page follows it:
 - **speed**: upload → completed against the user's own whole process
   (`BatchedInferencePipeline`, batch 8, beam 5, int8, 2 threads) on the same file, whose
   peak PSS is sampled the same way; WER of both.
-- **resume** (the pipeline alone, `python -m pipeline`): SIGKILL its process group at about
-  half of the 20-minute file, then `--resume`: restart → completed against an
-  uninterrupted run, no segment twice, WER within 0.01.
+- **resume**: SIGKILL the server at about half of the 20-minute job and start it again at
+  once on the same data directory: restart → completed against the uninterrupted job's
+  upload → completed, no segment twice, WER within 0.01 of the uninterrupted job's.
 
 --quick: 1- and 2-minute files (no 60), one run each: a smoke test, not the goals.
 """
@@ -26,7 +26,6 @@ import asyncio
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -164,46 +163,37 @@ async def through_server(server: BenchServer, audio: Path) -> dict[str, Any]:
     }
 
 
-def resume_case(audio: Path) -> dict[str, Any]:
-    """The pipeline alone: uninterrupted, then SIGKILLed at half and resumed."""
-    with tempfile.TemporaryDirectory(prefix="bench-resume-") as tmp:
-        whole = _pipeline(audio, Path(tmp) / "whole")
-        out = Path(tmp) / "resumed"
-        _pipeline(audio, out, kill_at=0.5)
-        resumed = _pipeline(audio, out, "--resume")
-        document = json.loads((out / "transcript.json").read_text())
-        keys = [(round(s["start"], 2), s["text"]) for s in document["segments"]]
-        whole_text = json.loads((Path(tmp) / "whole" / "transcript.json").read_text())["text"]
-        return {
-            "whole_s": whole, "resumed_s": resumed, "duplicates": len(keys) - len(set(keys)),
-            "text": document["text"], "whole_text": whole_text,
-        }  # fmt: skip
+async def resume_case(server: BenchServer, audio: Path) -> dict[str, Any]:
+    """SIGKILL the server once the job is half done, start it again on the same data
+    directory at once: restart → completed, and the transcript."""
+    async with server.ws() as ws:
+        job_id = await server.upload(audio, on_disconnect="keep")
+        await ws.send_json({"type": "subscribe", "job": job_id})
+        while True:
+            frame = await ws.receive()
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                raise RuntimeError(f"websocket ended: {frame.type!r}")
+            if any(m.get("type") == "progress" and m.get("job") == job_id and m["progress"] >= 0.5
+                   for m in messages(frame.data)):  # fmt: skip
+                break
+    await asyncio.to_thread(server.proc.sigkill)
+    restarted = time.perf_counter()
+    await asyncio.to_thread(server.proc.start)
+    final = await server.wait_final([job_id])
+    took = time.perf_counter() - restarted
+    if final[job_id] != "completed":
+        raise RuntimeError(f"the resumed job ended {final[job_id]}")
+    assert server.session is not None
+    async with server.session.get(f"{server.url}/api/jobs/{job_id}/transcript.json") as response:
+        segments = (await response.json(content_type=None))["segments"]
+    keys = [(round(s["start"], 2), s["text"]) for s in segments]
+    return {"seconds": took, "duplicates": len(keys) - len(set(keys)), "text": await text_of(server, job_id)}
 
 
-def _pipeline(audio: Path, out: Path, *flags: str, kill_at: float | None = None) -> float:
-    """Seconds `python -m pipeline` took; with kill_at, SIGKILL its group at that fraction."""
-    command = [sys.executable, "-m", "pipeline", str(audio), "--out-dir", str(out), *flags]
-    began = time.perf_counter()
-    proc = subprocess.Popen(
-        command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    from pipeline.protocol import Progress, parse_line
-
-    for line in proc.stdout:
-        event = parse_line(line.rstrip("\n"))
-        if kill_at is not None and isinstance(event, Progress) and event.fraction >= kill_at:
-            os.killpg(proc.pid, signal.SIGKILL)  # our own child's group
-            break
-    proc.wait()
-    if kill_at is None and proc.returncode != 0:
-        raise RuntimeError(f"pipeline exited {proc.returncode}")
-    return time.perf_counter() - began
-
-
-async def measure(files: dict[float, tuple[Path, str]], speed_on: Sequence[float]) -> dict[float, Any]:
-    out: dict[float, Any] = {}
+async def measure(
+    files: dict[float, tuple[Path, str]], speed_on: Sequence[float], resume_on: float
+) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
     async with BenchServer(*DEFAULTS) as server:
         for minutes, (audio, _) in files.items():
             await standby_ready(server)
@@ -214,6 +204,10 @@ async def measure(files: dict[float, tuple[Path, str]], speed_on: Sequence[float
             print(f"  long recordings: {minutes:g} min, first segment {got['first_segment']:.2f} s, "
                   f"longest gap {got['longest_gap']:.2f} s, {got['seconds']:.1f} s, "
                   f"peak {got['peak_pss'] / 2**20:.0f} MiB", file=sys.stderr)  # fmt: skip
+        await standby_ready(server)
+        out["resume"] = await resume_case(server, files[resume_on][0])
+        print(f"  long recordings: resumed {resume_on:g} min in {out['resume']['seconds']:.1f} s",
+              file=sys.stderr)  # fmt: skip
     return out
 
 
@@ -223,9 +217,8 @@ def rows(quick: bool = False) -> list[Row]:
     lengths = (1.0, 2.0) if quick else (5.0, 20.0, 60.0)
     short, middle = lengths[0], lengths[1]
     files = {m: recording(m) for m in lengths}
-    got = run_async(lambda: measure(files, (short, middle)))
-    resume = resume_case(files[middle][0])
-    return _rows(files, got, resume, quick)
+    got = run_async(lambda: measure(files, (short, middle), middle))
+    return _rows(files, got, got.pop("resume"), quick)
 
 
 def _rows(
@@ -271,17 +264,18 @@ def _rows(
         "long recordings", f"{longest:g} vs {short:g} min", "job tree peak PSS, long / short", 1,
         ratio, None, "≤ 1.15×", ratio <= 1.15, f"{note.lstrip('; ')}",
     ))  # fmt: skip
-    ratio = resume["resumed_s"] / resume["whole_s"]
+    whole = got[middle]["server"]
+    ratio = resume["seconds"] / whole["seconds"]
     ref = files[middle][1]
-    wer_gap = wer(ref, resume["text"]) - wer(ref, resume["whole_text"])
+    wer_gap = wer(ref, resume["text"]) - wer(ref, whole["text"])
     held = ratio <= 0.65 and resume["duplicates"] == 0 and wer_gap <= 0.01
     out.append(Row(
-        "long recordings", f"{middle:g}-min file, the pipeline killed at half",
-        "restart → completed / uninterrupted run", 1, ratio, None,
+        "long recordings", f"{middle:g}-min file, the server SIGKILLed at half",
+        "restart → completed / uninterrupted upload → completed", 1, ratio, None,
         "≤ 0.65×; no segment twice; WER within 0.01", held,
-        f"resumed {resume['resumed_s']:.1f} s vs whole {resume['whole_s']:.1f} s; "
-        f"{resume['duplicates']} duplicate segment(s); WER {100 * wer_gap:+.2f} points against the "
-        f"uninterrupted run (python -m pipeline --resume; the server's restart is core's){note}",
+        f"resumed job {resume['seconds']:.1f} s after the restart vs {whole['seconds']:.1f} s "
+        f"uninterrupted; {resume['duplicates']} duplicate segment(s); WER {100 * wer_gap:+.2f} "
+        f"points against the uninterrupted job{note}",
     ))  # fmt: skip
     return out
 
