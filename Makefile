@@ -19,8 +19,12 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
+# The speakers extra needs torch; the newest torch on PyPI pulls CUDA (a 6 GB venv), while
+# this pin resolves to the ~200 MB CPU-only wheel (docs/speakers.md). Override: make TORCH=...
+TORCH ?= torch==2.13.0
+
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[test,dev,ray]'
+	$(PY) -m pip install --quiet -e '.[test,dev,ray,speakers]' '$(TORCH)'
 	touch $@
 
 run: $(VENV)/.installed

@@ -1,4 +1,4 @@
--- The current schema of the transcriptor database, complete (PRAGMA user_version = 3).
+-- The current schema of the transcriptor database, complete (PRAGMA user_version = 5).
 -- server/store.py runs this on a new database and migrates older ones up to it.
 -- Timestamps are UTC text 'YYYY-MM-DD HH:MM:SS.SSS' (strftime('%Y-%m-%d %H:%M:%f', 'now')),
 -- so they sort as text and julianday()/datetime() read them.
@@ -59,7 +59,11 @@ CREATE TABLE transcription_jobs (
     executor            TEXT,
     ray_submission_id   TEXT,                          -- never reused: a retry gets a new one
     ray_node            TEXT,                          -- the node running its entrypoint
-    job_secret_hash     TEXT                           -- sha256 of the node's one-time secret
+    job_secret_hash     TEXT,                          -- sha256 of the node's one-time secret
+    webhook_url         TEXT,                          -- the uploader's own webhook, or NULL
+    retry_of            INTEGER,                       -- the job this one retries, or NULL
+    settled_at          TEXT,                          -- when its ending's aftercare was done
+    speaker_names       TEXT                           -- JSON label -> name a person gave, or NULL
 );
 
 CREATE INDEX transcription_jobs_status ON transcription_jobs (status, id);
@@ -75,3 +79,88 @@ CREATE TABLE job_metrics (
 );
 
 CREATE INDEX job_metrics_job ON job_metrics (job_id, id);
+
+-- A finished job's transcript, read in from its transcript.json once it completes, so
+-- edits, history and search live in the database. Version 1 is the machine's output;
+-- each edit makes the next version.
+CREATE TABLE transcripts (
+    job_id      INTEGER PRIMARY KEY REFERENCES transcription_jobs (id) ON DELETE CASCADE,
+    version     INTEGER NOT NULL DEFAULT 1,
+    created_at  TEXT NOT NULL,
+    meta        TEXT NOT NULL                      -- transcript.json less its segments, JSON
+);
+
+CREATE TABLE transcript_segments (
+    id          INTEGER PRIMARY KEY,               -- also the rowid of its search entry
+    job_id      INTEGER NOT NULL REFERENCES transcripts (job_id) ON DELETE CASCADE,
+    segment     INTEGER NOT NULL,                  -- 0-based position: the n of the API
+    start       REAL NOT NULL,
+    "end"       REAL NOT NULL,
+    original    TEXT NOT NULL,                     -- the machine's text (version 1)
+    text        TEXT NOT NULL,                     -- the current text
+    data        TEXT NOT NULL,                     -- the rest of the segment (words...), JSON
+    UNIQUE (job_id, segment)
+);
+
+-- One row per edit: the version it made, and the text before and after.
+CREATE TABLE transcript_edits (
+    id          INTEGER PRIMARY KEY,
+    job_id      INTEGER NOT NULL REFERENCES transcripts (job_id) ON DELETE CASCADE,
+    version     INTEGER NOT NULL,
+    segment     INTEGER NOT NULL,
+    previous    TEXT NOT NULL,
+    text        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    UNIQUE (job_id, version)
+);
+
+-- Full-text search over the current text of every segment (external content: the text
+-- is stored once, in transcript_segments; the triggers keep the index in step).
+CREATE VIRTUAL TABLE transcript_search USING fts5 (
+    text, content = 'transcript_segments', content_rowid = 'id',
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+
+CREATE TRIGGER transcript_segments_ai AFTER INSERT ON transcript_segments BEGIN
+    INSERT INTO transcript_search (rowid, text) VALUES (new.id, new.text);
+END;
+
+CREATE TRIGGER transcript_segments_ad AFTER DELETE ON transcript_segments BEGIN
+    INSERT INTO transcript_search (transcript_search, rowid, text)
+        VALUES ('delete', old.id, old.text);
+END;
+
+CREATE TRIGGER transcript_segments_au AFTER UPDATE OF text ON transcript_segments BEGIN
+    INSERT INTO transcript_search (transcript_search, rowid, text)
+        VALUES ('delete', old.id, old.text);
+    INSERT INTO transcript_search (rowid, text) VALUES (new.id, new.text);
+END;
+
+-- A webhook POST waiting to be delivered, delivered, or given up on. Queued here, so a
+-- restart neither loses nor repeats a delivery that was due.
+CREATE TABLE webhook_deliveries (
+    id              INTEGER PRIMARY KEY,
+    job_id          INTEGER NOT NULL REFERENCES transcription_jobs (id) ON DELETE CASCADE,
+    url             TEXT NOT NULL,
+    body            TEXT NOT NULL,                 -- the JSON sent, signed as it is
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    state           TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'delivered', 'gave_up')),
+    next_attempt_at TEXT NOT NULL,
+    created_at      TEXT NOT NULL
+);
+
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+
+-- Every attempt at a delivery: the answer's status code, or the error that stopped it.
+CREATE TABLE webhook_attempts (
+    id          INTEGER PRIMARY KEY,
+    delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+    job_id      INTEGER NOT NULL REFERENCES transcription_jobs (id) ON DELETE CASCADE,
+    url         TEXT NOT NULL,
+    status_code INTEGER,
+    error       TEXT,
+    at          TEXT NOT NULL
+);
+
+CREATE INDEX webhook_attempts_job ON webhook_attempts (job_id, id);

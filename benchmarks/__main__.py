@@ -35,6 +35,8 @@ SCRIPTS = (
     ("ray_latency", "benchmarks.ray_latency", "Ray executor: submit → first line, stop → gone"),
     ("warm_start", "benchmarks.warm_start", "warm starts: a 5-minute file, a burst of 12 clips"),
     ("long_recordings", "benchmarks.long_recordings", "long recordings: first text, memory, resume"),
+    ("search", "benchmarks.search_bench", "search: FTS5 over 1,000 jobs of 100 segments"),
+    ("speakers", "benchmarks.speakers_bench", "speaker labels: DER, count, speed, memory"),
 )
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 NOTES_MARKER = "<!-- notes: kept as written when the table is regenerated -->"

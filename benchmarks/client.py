@@ -92,11 +92,13 @@ class BenchServer:
         form = aiohttp.FormData()
         for name, value in fields.items():
             form.add_field(name, str(value))
-        form.add_field("file", audio.read_bytes(), filename=audio.name)
-        async with self.session.post(self.url + "/api/jobs", data=form) as response:
-            body = await response.json(content_type=None)
-            if response.status != 201:
-                raise RuntimeError(f"upload refused ({response.status}): {body}")
+        # A file object, not bytes: aiohttp's form refuses a bytes value over 1 MB.
+        with audio.open("rb") as file:
+            form.add_field("file", file, filename=audio.name)
+            async with self.session.post(self.url + "/api/jobs", data=form) as response:
+                body = await response.json(content_type=None)
+                if response.status != 201:
+                    raise RuntimeError(f"upload refused ({response.status}): {body}")
         return int(body["id"])
 
     async def job(self, job_id: int) -> dict[str, Any]:

@@ -26,6 +26,15 @@ def _formats(text: str) -> tuple[str, ...]:
     return names
 
 
+def _speakers(text: str) -> str:
+    from pipeline.speakers import parse_speakers
+
+    try:
+        return parse_speakers(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -156,6 +165,12 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
         "stopped or killed): keep its finished segments, decode only the rest",
     )
     add(
+        "--speakers",
+        type=_speakers,
+        default="off",
+        help="label who speaks: off, auto (count them) or a number 1-10 (needs the speakers extra)",
+    )
+    add(
         "--lifeline",
         action="store_true",
         help="stdin is a pipe from the parent: when it closes, the parent is gone and the "
@@ -186,4 +201,5 @@ def settings_from(args: argparse.Namespace) -> Settings:
         word_timestamps=args.word_timestamps,
         initial_prompt=args.initial_prompt or None,
         temperature=args.temperature,
+        speakers=args.speakers,
     )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from pipeline.args import build_parser, settings_from
 from pipeline.audio import ProbeError, probe
 from pipeline.run import Run, Stopped, WorkerFailed
+from pipeline.speakers.stage import StageFailed
 
 if TYPE_CHECKING:
     from pipeline.settings import Settings
@@ -119,6 +120,11 @@ def _run(run: Run, say: Printer, stage: list[str], *, allow_download: bool, resu
     if settings.device == "cuda" and not _cuda_available():
         return _fail(say, "--device cuda: no CUDA device found", EXIT_BAD_INPUT)
     run.settings = settings = _with_model(settings, model_path)
+    if settings.speakers != "off":
+        from pipeline.speakers import missing
+
+        if reason := missing():
+            return _fail(say, reason, EXIT_BAD_INPUT)
     stage[0] = "transcribe"
     try:
         written = transcribe.transcribe(settings, duration, say, run, resume=resume)
@@ -126,6 +132,9 @@ def _run(run: Run, say: Printer, stage: list[str], *, allow_download: bool, resu
         return _fail(say, str(error), EXIT_BAD_INPUT)
     except WorkerFailed as error:
         return _fail(say, str(error), EXIT_FAILED)
+    except StageFailed as error:
+        # The transcript without speakers was written before the stage ran.
+        return _fail(say, f"{error}; the transcript was written without speakers", EXIT_FAILED)
     except OSError as error:
         return _fail(say, f"cannot write the transcript: {error}", EXIT_FAILED)
     say("wrote " + ", ".join(str(p) for p in written))

@@ -46,9 +46,12 @@ class Run:
     resumed_from: float | None = None
     warm: WarmWorker | None = None  # a worker loaded before the job (standby mode)
     preloaded: dict[int, float] = field(default_factory=dict)  # worker -> its load seconds
+    speaker_stage: tuple[Any, Connection] | None = None  # the speakers child and its pipe
+    speakers: dict[str, Any] = field(default_factory=dict)  # what the speaker stage found
 
     def worker_pids(self) -> list[int]:
-        return [p.pid for p in self.workers if p.pid is not None]
+        helper = [self.speaker_stage[0]] if self.speaker_stage else []
+        return [p.pid for p in [*self.workers, *helper] if p.pid is not None]
 
     def meta(self) -> dict[str, Any]:
         s = self.settings
@@ -73,6 +76,7 @@ class Run:
                 "device": s.device,
                 "compute_type": s.effective_compute_type,
             },
+            **({"speakers": self.speakers} if self.speakers else {}),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "memory": {
                 "leader_peak_mb": round(leader_peak_bytes() / 1_048_576, 1),

@@ -38,6 +38,7 @@ class Settings:
     word_timestamps: bool | None = None  # None: off (windows need no merging by words)
     initial_prompt: str | None = None
     temperature: float | None = None  # None: faster-whisper's fallback schedule
+    speakers: str = "off"  # off, auto or a count 1-10 (pipeline/speakers)
     warnings: tuple[str, ...] = field(default=())
 
     @property

@@ -44,10 +44,14 @@ def _stop_workers(run: Run) -> None:
     for connection in run.connections.values():
         with contextlib.suppress(OSError):
             connection.close()
-    for process in run.workers:
+    if run.speaker_stage:
+        with contextlib.suppress(OSError):
+            run.speaker_stage[1].close()
+    processes = [*run.workers, *([run.speaker_stage[0]] if run.speaker_stage else [])]
+    for process in processes:
         with contextlib.suppress(OSError, ValueError):
             process.kill()
-    for process in run.workers:
+    for process in processes:
         with contextlib.suppress(ValueError):
             process.join(timeout=0.5)
 
@@ -63,8 +67,12 @@ def transcribe(
     decode and WorkerFailed if a worker dies.
     """
     settings = fit_to_machine(settings, usable_cores())
-    # Windows are cut in silence and never merged: word times only when asked for.
-    settings = replace(settings, word_timestamps=bool(settings.word_timestamps))
+    # Windows are cut in pauses and never merged: word times only when asked for, or for
+    # the speaker stage (a speaker may change mid-segment).
+    words = settings.word_timestamps
+    if words is None:
+        words = settings.speakers != "off"
+    settings = replace(settings, word_timestamps=words)
     run.settings = settings
     run.duration = duration
     for note in settings.warnings:
@@ -85,6 +93,8 @@ def transcribe(
     load_began = time.monotonic()
     try:
         _start_workers(run, settings, say)
+        if settings.speakers != "off":
+            _start_speakers(run, say)
         sizer = Sizer(ceiling=settings.chunk_seconds or float("inf"))
         reader = Reader(settings, sizer, run.released_until, _READ_AHEAD)
         reader.start()
@@ -92,6 +102,8 @@ def transcribe(
         for connection in run.connections.values():
             connection.send(messages.NoMoreWork())
         _await_exits(run)
+        if run.speaker_stage:
+            _label_speakers(run, say)
     finally:
         _stop_workers(run)
 
@@ -119,6 +131,31 @@ def _start_workers(run: Run, settings: Settings, say: Say) -> None:
             process, ours = start_worker(context, number, settings)
         run.workers.append(process)
         run.connections[number] = ours
+
+
+def _start_speakers(run: Run, say: Say) -> None:
+    """The speaker stage finds the voices in the whole file, beside the decoding workers.
+
+    It needs the whole audio at once (pipeline/speakers), so with --speakers the file is
+    decoded whole here too, handed over, and let go: memory then grows with the file."""
+    from pipeline import audio
+    from pipeline.speakers import stage
+
+    # One thread: it runs beside the decoding workers (stage.hand).
+    run.speaker_stage = stage.start(1)
+    say(f"[speakers] loading the voice model in process {run.speaker_stage[0].pid}")
+    samples = audio.decode(run.settings.input)
+    stage.hand(*run.speaker_stage, samples, run.settings.speakers, say)
+
+
+def _label_speakers(run: Run, say: Say) -> None:
+    """The speaker stage's result on the segments (pipeline/speakers/stage.finish)."""
+    from pipeline.speakers import stage
+
+    assert run.speaker_stage is not None
+    began = time.monotonic()
+    run.segments, run.speakers = stage.finish(run.speaker_stage, run.segments, run.settings, run.meta(), say)
+    run.timings["speakers"] = time.monotonic() - began
 
 
 def _await_exits(run: Run) -> None:

@@ -24,6 +24,7 @@ from server import keys
 from server.config import Config
 from server.executors.base import Executor
 from server.executors.build import build
+from server.jobs.aftercare_ctx import aftercare_ctx, follow_endings
 from server.jobs.channels import Channels
 from server.jobs.monitor import Monitor
 from server.jobs.orphans import OrphanReaper
@@ -60,10 +61,13 @@ def create_app(config: Config, *, executor: Executor[Any] | None = None) -> web.
     )
     setup_routes(app)
     app.cleanup_ctx.append(_store_ctx)
+    # Before the runner, so it outlives the endings the runner's shutdown records.
+    app.cleanup_ctx.append(aftercare_ctx)
     app.cleanup_ctx.append(_runner_ctx(executor))
     app.cleanup_ctx.append(_monitor_ctx)
     if config.loop_lag_interval > 0:
         app.cleanup_ctx.append(_lag_probe_ctx)
+    app.on_startup.append(follow_endings)  # after every cleanup_ctx has set up
     app.on_shutdown.append(_close_websockets)
     app.on_response_prepare.append(page_headers)
     return app

@@ -14,6 +14,7 @@ import os
 import secrets
 import shlex
 import typing
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -75,6 +76,13 @@ def _executor(text: str) -> str:
     if name not in EXECUTORS:
         raise argparse.ArgumentTypeError(f"must be one of {', '.join(EXECUTORS)}, not {text!r}")
     return name
+
+
+def _http_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, not {text!r}")
+    return text.strip()
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -208,6 +216,37 @@ class Config:
         None,
         "URL where Ray nodes reach this server to fetch their audio (default: http://HOST:PORT)",
         metavar="URL",
+    )
+    webhook_url: str | None = setting(
+        None,
+        "POST every job's final state here when it ends, whatever its status (signed with "
+        "--webhook-secret; retried on network errors and 5xx)",
+        metavar="URL",
+        parse=_http_url,
+    )
+    webhook_secret: str | None = setting(
+        None,
+        "key of each webhook's signature: X-Transcriptor-Signature is sha256=HMAC-SHA256 of "
+        "'TIMESTAMP.BODY' (default: webhooks go unsigned)",
+        metavar="SECRET",
+    )
+    webhook_attempts: int = setting(
+        6, "attempts at one webhook delivery before giving up", metavar="N", parse=whole_number(1)
+    )
+    webhook_backoff: float = setting(
+        2.0,
+        "seconds before a webhook's first retry; each retry waits twice as long (with jitter, "
+        "at most an hour)",
+        metavar="SECONDS",
+        parse=number(0),
+    )
+    webhook_timeout: float = setting(
+        10.0, "seconds one webhook attempt may take", metavar="SECONDS", parse=number(0.1)
+    )
+    allow_local_webhooks: bool = setting(
+        False,
+        "accept per-job webhook URLs that point at this server itself or at link-local "
+        "addresses (169.254.0.0/16, fe80::/10); off: refused with 400",
     )
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from server.config import Config
     from server.executors.build import Built
+    from server.jobs.aftercare import Aftercare
     from server.jobs.channels import Channels
     from server.jobs.orphans import OrphanReaper
     from server.jobs.runner import Runner
@@ -27,3 +28,5 @@ LAG_PROBE: web.AppKey[LagProbe] = web.AppKey("lag_probe")
 # What runs jobs: the executor, its containment (cgroup or process group), the standbys.
 EXECUTORS: web.AppKey[Built] = web.AppKey("executors")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse[bool]]] = web.AppKey("sockets")
+# Settles each ended job: its transcript into the database, its webhooks queued.
+AFTERCARE: web.AppKey[Aftercare] = web.AppKey("aftercare")

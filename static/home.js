@@ -106,6 +106,8 @@ function collectOptions() {
   const model = text("model");
   if (model) options.model = model;
   options.language = document.getElementById("language").value || "auto";
+  const speakers = document.getElementById("speakers");
+  if (speakers && !speakers.disabled && speakers.value !== "off") options.speakers = speakers.value;
   // The same bounds the server checks, so a mistake shows before a long upload, not after.
   for (const [id, label, integer, min, max] of [
     ["processes", "Processes", true, 1, 16],

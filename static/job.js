@@ -4,6 +4,8 @@ import {
   runSeconds, setBadge, showConnection,
 } from "/static/common.js";
 import { Sparkline } from "/static/charts.js";
+import { TranscriptPlayer } from "/static/player.js";
+import { decorate, showSpeakers } from "/static/speakers.js";
 
 const job = JSON.parse(document.getElementById("job-data").textContent);
 const jobId = job.id;
@@ -111,6 +113,7 @@ function renderStatus() {
   stop.hidden = final;
   if (final) stop.disabled = true;
   $("downloads").hidden = status !== "completed";
+  $("retry-button").hidden = !(status === "failed" || status === "cancelled");
   renderEta();
 
   if (status === "completed" && !completedLoaded) {
@@ -137,7 +140,11 @@ function applyJob(data) {
   Object.assign(job, data);
   if (FINAL_STATES.has(job.status) && !wasFinal) {
     // Fill in what a status message does not carry (finished_at, duration...).
-    api(jobPath).then((full) => { Object.assign(job, full); renderStatus(); }).catch(() => {});
+    api(jobPath).then((full) => {
+      Object.assign(job, full);
+      renderStatus();
+      showSpeakers(full.speakers, jobPath, transcriptEl);
+    }).catch(() => {});
   }
   if (data.metrics) showMetrics(data.metrics, false);
   renderStatus();
@@ -385,6 +392,7 @@ function addSegment(s) {
   text.className = "text";
   text.textContent = String(s.text).trim();
   li.append(time, text);
+  decorate(li, s);
   // Workers on parallel chunks finish out of order: keep the list in audio order.
   let after = null;
   for (let node = transcriptEl.lastElementChild; node; node = node.previousElementSibling) {
@@ -402,8 +410,20 @@ function addSegment(s) {
   }
 }
 
+// A completed job's transcript comes from the server's store, words, edits and all.
+const player = new TranscriptPlayer({
+  jobPath, list: transcriptEl, audio: $("player"), status: $("transcript-version"),
+  onError: (text) => showActionError(text), decorate,
+});
+
 async function loadSegments(replace = false) {
   try {
+    if (job.status === "completed") {
+      finalTranscript = true;
+      if ((await player.load()) === 0) $("transcript-empty").textContent = "No speech was found in this audio.";
+      else $("transcript-empty").hidden = true;
+      return;
+    }
     const body = await api(`${jobPath}/segments`);
     const segments = body.segments || [];
     if (replace && segments.length > 0) {
@@ -464,6 +484,21 @@ async function stopJob() {
     stopButton.textContent = "Stop job";
   }
 }
+
+// ---- retry ---------------------------------------------------------------------------------
+
+$("retry-button").addEventListener("click", async () => {
+  const button = $("retry-button");
+  showActionError("");
+  button.disabled = true;
+  try {
+    const fresh = await api(`${jobPath}/retry`, { method: "POST" });
+    window.location.assign(`/jobs/${encodeURIComponent(fresh.id)}`);
+  } catch (error) {
+    showActionError(`Could not retry the job: ${error.message}`);
+    button.disabled = false;
+  }
+});
 
 // ---- the live channel ----------------------------------------------------------------------
 
@@ -528,8 +563,8 @@ setInterval(() => {
 
 renderStatus();
 socket.connect();
-loadSegments();
+loadSegments().then(() => showSpeakers(job.speakers, jobPath, transcriptEl));
 loadMetrics();
 if (FINAL_STATES.has(job.status)) setTimeout(loadLogTailIfEmpty, 1500);
 // Tests and curious people can look at the page's state.
-window.transcriptorJob = { job, socket, cpuChart, memChart, get lastLogSeq() { return lastLogSeq; } };
+window.transcriptorJob = { job, socket, cpuChart, memChart, player, get lastLogSeq() { return lastLogSeq; } };

@@ -78,6 +78,18 @@ def saved_segments(out_dir: Path) -> list[dict[str, Any]]:
     return []
 
 
+def kept_for_resume(out_dir: Path) -> int:
+    """How many segments a resumed pipeline keeps from its partial transcript (blocking):
+    its resume point's count, where it names one (segments of windows that finished out
+    of order follow them and are transcribed again), else all; 0 without one."""
+    try:
+        data = json.loads((out_dir / "transcript.partial.json").read_text(encoding="utf-8"))
+        resume = data.get("resume")
+        return int(resume["segments"]) if isinstance(resume, dict) else len(data["segments"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def logged_segments(lines: list[str]) -> list[dict[str, Any]]:
     """The segments among a log's lines, numbered as they streamed (line n is seq n)."""
     return [

@@ -25,7 +25,7 @@ from server.jobs.channels import Channel, status_message
 from server.jobs.joblog import JobLog, job_log_path, open_job_log, reopen_job_log
 from server.jobs.observer import JobObserver
 from server.jobs.output import LineCount, OutputFollower
-from server.jobs.replay import logged_segments, saved_segments
+from server.jobs.replay import kept_for_resume, logged_segments
 from server.jobs.state import (
     REASON_BEFORE_START,
     REASON_SHUTDOWN,
@@ -154,7 +154,7 @@ class JobRun:
         # The line numbers and the segments of the first run go on; the pipeline prints
         # only what it transcribes now. A segment printed but not yet in its partial
         # transcript when the server went is transcribed again: kept once.
-        kept = len(await asyncio.to_thread(saved_segments, out_dir))
+        kept = await asyncio.to_thread(kept_for_resume, out_dir)
         self.segments.extend(logged_segments(lines)[:kept])
         self.channel.seq = max(self.channel.seq, joblog.lines)
         self.note(joblog, f"resumed at {time.strftime('%H:%M')} after a server restart")

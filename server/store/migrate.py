@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from server.resources import resource_path
+from server.store import migrate_speakers
+from server.store.schema import JOBS_TABLE, columns, schema_statements, tables
+from server.store.upgrades import migrate_v1, migrate_v2, migrate_v3
 
 T = TypeVar("T")
 
-SCHEMA_PATH = resource_path("schema.sql")
-SCHEMA_VERSION = 3
-JOBS_TABLE = "transcription_jobs"
+SCHEMA_VERSION = 5
 # Long enough that 50 concurrent writers plus a CLI in another process never see
 # "database is locked"; each write transaction holds the lock for well under a millisecond.
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -60,18 +60,6 @@ def utc_now_text() -> str:
 # Opening: check, back up, migrate. Synchronous, run in a thread before the async connections.
 
 
-def schema_statements() -> list[str]:
-    """schema.sql split into statements (executescript would COMMIT our transaction)."""
-    statements: list[str] = []
-    buf = ""
-    for line in SCHEMA_PATH.read_text(encoding="utf-8").splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            statements.append(buf.strip())
-            buf = ""
-    return statements
-
-
 def _check_header(path: Path) -> None:
     if not path.exists():
         return
@@ -96,18 +84,6 @@ def _connect_sync(path: Path | str, *, uri: bool = False) -> sqlite3.Connection:
 def _integrity_errors(conn: sqlite3.Connection, pragma: str = "quick_check") -> list[str]:
     rows = conn.execute(f"PRAGMA {pragma}").fetchall()
     return [str(r[0]) for r in rows if r[0] != "ok"]
-
-
-def _tables(conn: sqlite3.Connection) -> set[str]:
-    rows = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
-    """(name, declared type) of each column of table."""
-    return [(r[1], r[2] or "") for r in conn.execute(f'PRAGMA table_info("{table}")')]
 
 
 def backup_to(source: Path, dest: Path) -> None:
@@ -180,7 +156,7 @@ def _migrate_v0(conn: sqlite3.Connection, now: str) -> None:
     queued, a row left processing is settled as an orphan (failed, `orphaned:`), progress
     given as 0-100 becomes 0-1. Columns this version does not know are kept as they are.
     """
-    old_cols = _columns(conn, JOBS_TABLE)
+    old_cols = columns(conn, JOBS_TABLE)
     names = {name for name, _ in old_cols}
     if "id" not in names or "status" not in names:
         raise StoreError(f"table {JOBS_TABLE} has no id/status column; not a transcriptor database")
@@ -193,7 +169,7 @@ def _migrate_v0(conn: sqlite3.Connection, now: str) -> None:
     conn.execute(f"ALTER TABLE {JOBS_TABLE} RENAME TO {JOBS_TABLE}_v0")
     for statement in schema_statements():
         conn.execute(statement)
-    new_names = {name for name, _ in _columns(conn, JOBS_TABLE)}
+    new_names = {name for name, _ in columns(conn, JOBS_TABLE)}
     extras = [(n, t) for n, t in old_cols if n not in _LEGACY_KNOWN and n not in new_names]
     for name, decl in extras:
         conn.execute(f'ALTER TABLE {JOBS_TABLE} ADD COLUMN "{name}" {decl}')
@@ -264,31 +240,14 @@ def _migrate_v0(conn: sqlite3.Connection, now: str) -> None:
     _ensure_meta(conn, now)
 
 
-def _add_text_columns(conn: sqlite3.Connection, names: tuple[str, ...]) -> None:
-    """New nullable columns, so existing rows need no rewrite. A v0 upgrade (or an extra
-    column it carried over) may already have one: only the missing ones are added."""
-    have = {name for name, _ in _columns(conn, JOBS_TABLE)}
-    for name in names:
-        if name not in have:
-            conn.execute(f'ALTER TABLE {JOBS_TABLE} ADD COLUMN "{name}" TEXT')
-
-
-def _migrate_v1(conn: sqlite3.Connection, now: str) -> None:
-    """Version 1 -> 2: a job's source (the OpenAI API marks its jobs), extra pipeline options."""
-    _add_text_columns(conn, ("source", "pipeline_options"))
-
-
-def _migrate_v2(conn: sqlite3.Connection, now: str) -> None:
-    """Version 2 -> 3: where a job runs, for jobs on a Ray cluster (issue #17)."""
-    _add_text_columns(conn, ("executor", "ray_submission_id", "ray_node", "job_secret_hash"))
-
-
 # version found -> the step that brings it to version + 1. A plain table, not state: tests
 # swap a step out in a child process to kill a migration midway.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection, str], None]] = {
     0: _migrate_v0,
-    1: _migrate_v1,
-    2: _migrate_v2,
+    1: migrate_v1,
+    2: migrate_v2,
+    3: migrate_v3,
+    4: migrate_speakers.migrate_v4,
 }
 
 
@@ -316,14 +275,14 @@ def prepare(path: Path) -> None:
                 f"understands ({SCHEMA_VERSION}); upgrade transcriptor or use another database"
             )
         if version < SCHEMA_VERSION:
-            tables = _tables(conn)
-            if version == 0 and not tables:
+            found = tables(conn)
+            if version == 0 and not found:
                 _in_transaction(conn, lambda: _create_if_empty(conn))
             else:
-                if version == 0 and JOBS_TABLE not in tables:
+                if version == 0 and JOBS_TABLE not in found:
                     raise StoreError(
                         f"{path} is a SQLite database but not a transcriptor one "
-                        f"(tables: {', '.join(sorted(tables))}); it was left untouched"
+                        f"(tables: {', '.join(sorted(found))}); it was left untouched"
                     )
                 _migrate(conn, path, version)
         conn.execute("PRAGMA journal_mode = WAL")
@@ -343,7 +302,7 @@ def _in_transaction(conn: sqlite3.Connection, body: Callable[[], None]) -> None:
 
 def _create_if_empty(conn: sqlite3.Connection) -> None:
     # Re-checked under the write lock: another process may have created it meanwhile.
-    if int(conn.execute("PRAGMA user_version").fetchone()[0]) == 0 and not _tables(conn):
+    if int(conn.execute("PRAGMA user_version").fetchone()[0]) == 0 and not tables(conn):
         _create_fresh(conn, utc_now_text())
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from server.jobs.state import JobStatus, sources_of
+from server.store.library import LibraryQueries
 from server.store.metrics import MetricsQueries
 from server.store.migrate import (
     BUSY_TIMEOUT_SECONDS,
@@ -31,6 +32,8 @@ from server.store.migrate import (
     prepare,
 )
 from server.store.remote import RemoteQueries
+from server.store.transcripts import TranscriptQueries
+from server.store.webhooks import WebhookQueries
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,7 +50,7 @@ def _in_list(statuses: Iterable[str]) -> tuple[str, list[str]]:
     return ", ".join("?" for _ in values), values
 
 
-class Store(MetricsQueries, RemoteQueries):
+class Store(MetricsQueries, RemoteQueries, TranscriptQueries, LibraryQueries, WebhookQueries):
     """The transcriptor database. Open with `await Store.open(path)`, end with `close()`."""
 
     def __init__(

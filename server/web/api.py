@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -19,14 +20,11 @@ from server.jobs.logtail import tail_lines
 from server.jobs.observer import source_label
 from server.jobs.state import REASON_STOPPED, JobStatus
 from server.web.errors import ApiError
+from server.web.hooks import job_webhook
+from server.web.speakers import renamed, speakers_option, with_speakers
+from server.web.speakers import status as speakers_status
 from server.web.uploads import Upload, UploadReceiver
 
-TRANSCRIPT_TYPES = {
-    "txt": "text/plain",
-    "srt": "application/x-subrip",
-    "vtt": "text/vtt",
-    "json": "application/json",
-}
 MAX_LOG_LINES = 10_000
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _LANGUAGE = re.compile(r"^(auto|[a-z]{2,3})$")
@@ -62,6 +60,7 @@ def job_options(fields: dict[str, str], request: web.Request) -> dict[str, Any]:
     overlap = _number(fields, "overlap_seconds", config.default_overlap_seconds, 0, 60)
     if chunk and overlap * 2 >= chunk:
         raise ApiError(400, "overlap_seconds must be less than half of chunk_seconds")
+    speakers = speakers_option(fields.get("speakers"))
     on_disconnect = fields.get("on_disconnect") or "cancel"
     if on_disconnect not in {"cancel", "keep"}:
         raise ApiError(400, "on_disconnect must be 'cancel' or 'keep'")
@@ -73,6 +72,7 @@ def job_options(fields: dict[str, str], request: web.Request) -> dict[str, Any]:
         "chunk_seconds": chunk,
         "overlap_seconds": overlap,
         "on_disconnect": on_disconnect,
+        **({"pipeline_options": json.dumps({"speakers": speakers})} if speakers != "off" else {}),
     }
 
 
@@ -126,12 +126,16 @@ async def submit_job(
     `follower` subscribes before the job is queued, so it misses nothing of it."""
     try:
         options = await make_options()
+        webhook_url = options.pop("webhook_url", None)  # a column create_job does not take
         job = await request.app[keys.STORE].create_job(
             filename=upload.filename,
             original_path=str(upload.path),
             duration_seconds=upload.duration_seconds,
             **options,
         )
+        if webhook_url:
+            await request.app[keys.STORE].update_job(job["id"], webhook_url=webhook_url)
+            job["webhook_url"] = webhook_url
     except BaseException:
         upload.discard()
         raise
@@ -148,6 +152,7 @@ async def create_job(request: web.Request) -> web.Response:
     async def options() -> dict[str, Any]:
         chosen = job_options(upload.fields, request)
         await check_model_is_here(chosen["model"], request.app[keys.CONFIG])
+        chosen["webhook_url"] = await job_webhook(upload.fields, request.app[keys.CONFIG])
         return chosen
 
     return web.json_response(await submit_job(request, upload, options), status=201)
@@ -160,7 +165,23 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    return web.json_response(request.app[keys.RUNNER].view(await _job_or_404(request)))
+    job = await _job_or_404(request)
+    return web.json_response(await with_speakers(job, request.app[keys.RUNNER].view(job)))
+
+
+async def rename_speakers(request: web.Request) -> web.Response:
+    """PATCH /api/jobs/{id}/speakers {"A": "Maria"}: names stored with the job."""
+    job = await _job_or_404(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, 'send a JSON object such as {"A": "Maria"}') from None
+    names = await asyncio.to_thread(renamed, job, body)
+    await request.app[keys.STORE].update_job(job["id"], speaker_names=names)
+    job = await _job_or_404(request)
+    view = await with_speakers(job, request.app[keys.RUNNER].view(job))
+    request.app[keys.CHANNELS].publish_job(view)
+    return web.json_response(view)
 
 
 async def stop_job(request: web.Request) -> web.Response:
@@ -200,36 +221,10 @@ async def job_log_file(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def job_segments(request: web.Request) -> web.Response:
-    job = await _job_or_404(request)
-    return web.json_response({"segments": await request.app[keys.RUNNER].segments(job)})
-
-
 async def job_metrics(request: web.Request) -> web.Response:
     job = await _job_or_404(request)
     samples = await request.app[keys.STORE].get_metrics(job["id"])
     return web.json_response({"metrics": samples})
-
-
-async def transcript(request: web.Request) -> web.StreamResponse:
-    job = await _job_or_404(request)
-    kind = request.match_info["kind"]
-    if kind not in TRANSCRIPT_TYPES:
-        raise ApiError(404, f"no transcript format {kind[:10]!r}; use txt, srt, vtt or json")
-    if job["status"] != JobStatus.COMPLETED or not job.get("output_path"):
-        raise ApiError(404, f"job {job['id']} has no transcript ({job['status']})")
-    path = Path(job["output_path"]) / f"transcript.{kind}"
-    if not path.is_file():
-        raise ApiError(404, f"job {job['id']} produced no {kind} transcript")
-    stem = Path(job["filename"]).stem or "transcript"
-    safe_stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80]
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": f"{TRANSCRIPT_TYPES[kind]}; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{safe_stem}.{kind}"',
-        },
-    )
 
 
 async def health(request: web.Request) -> web.Response:
@@ -249,6 +244,7 @@ async def health(request: web.Request) -> web.Response:
         "disconnect_timers": stats.disconnect_timers,
         "graces_expired": stats.graces_expired,
         "orphan_passes": request.app[keys.REAPER].passes,
+        "speakers": speakers_status(),
     }
     probe = request.app.get(keys.LAG_PROBE)
     if probe is not None:

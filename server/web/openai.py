@@ -23,13 +23,16 @@ from server import keys
 from server.jobs.state import REASON_CLIENT_DISCONNECTED, REASON_SHUTDOWN, JobStatus
 from server.web.api import job_options, submit_job
 from server.web.errors import ApiError, openai_error
+from server.web.openai_diarized import diarized, known_names
+from server.web.openai_diarized import stream as diarized_stream
 from server.web.openai_follow import JobFollower, connection_lost, read_transcript
+from server.web.speakers import speakers_option
 from server.web.uploads import Upload, UploadReceiver
 
 SOURCE = "api: openai"
 ALIAS = "whisper-1"
 OWNER = "transcriptor"
-RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
 TEXT_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
 GRANULARITIES = ("segment", "word")
 
@@ -41,6 +44,7 @@ class TranscriptionRequest:
     stream: bool
     words: bool
     options: dict[str, Any]  # extra pipeline options (see runner.option_flags)
+    known: tuple[str, ...] = ()  # known_speaker_names[], for diarized_json
 
 
 def _flag(raw: str, name: str) -> bool:
@@ -85,9 +89,15 @@ def parse_request(upload: Upload, models: dict[str, str], request: web.Request) 
     include = every.get("include[]", []) + every.get("include", [])
     if include:
         raise ApiError(400, f"include {include[0][:30]!r} is not supported (no logprobs)", param="include")
-    if fields.get("chunking_strategy") or fields.get("known_speaker_names[]"):
+    diarize = response_format == "diarized_json"
+    if fields.get("chunking_strategy") or fields.get("known_speaker_references[]"):
         raise ApiError(
-            400, "chunking_strategy and speaker names are not supported", param="chunking_strategy"
+            400, "chunking_strategy and speaker references are not supported", param="chunking_strategy"
+        )
+    speaker_names = known_names(every)
+    if speaker_names and not diarize:
+        raise ApiError(
+            400, "known_speaker_names needs response_format=diarized_json", param="known_speaker_names"
         )
     granularities = every.get("timestamp_granularities[]", []) + every.get("timestamp_granularities", [])
     for value in granularities:
@@ -105,11 +115,13 @@ def parse_request(upload: Upload, models: dict[str, str], request: web.Request) 
             param="timestamp_granularities",
         )
     stream = _flag(fields.get("stream", ""), "stream")
-    if stream and response_format not in ("json", "text"):
+    if stream and response_format not in ("json", "text", "diarized_json"):
         raise ApiError(
-            400, "stream=true answers text events; use response_format json or text", param="stream"
+            400,
+            "stream=true answers text events; use response_format json, text or diarized_json",
+            param="stream",
         )
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"speakers": speakers_option("auto")} if diarize else {}
     if fields.get("temperature"):
         try:
             temperature = float(fields["temperature"])
@@ -124,12 +136,14 @@ def parse_request(upload: Upload, models: dict[str, str], request: web.Request) 
     one_chunk = config.default_processes == 1 and not config.default_chunk_seconds
     if words or one_chunk:
         options["word_timestamps"] = words or not one_chunk
-    if stream:
+    if diarize:
+        options["word_timestamps"] = True  # a change of speaker splits a segment at a word
+    if stream and not diarize:
         # Batched decoding releases segments 8 windows at a time; a stream wants each one.
         # Batch size 1 keeps the batched pipeline's speed (sequential decoding measured 5×
         # slower, and no earlier first text); see docs/openai.md, "Streaming".
         options["batch_size"] = 1
-    return TranscriptionRequest(model, response_format, stream, words, options)
+    return TranscriptionRequest(model, response_format, stream, words, options, speaker_names)
 
 
 async def transcriptions(request: web.Request) -> web.StreamResponse:
@@ -162,7 +176,9 @@ async def _answer(
     response: web.StreamResponse | None = None
     lost = asyncio.create_task(connection_lost(request), name=f"openai-watch-{job_id}")
     try:
-        if asked.stream:
+        if asked.stream and asked.response_format == "diarized_json":
+            response = await diarized_stream(request, job_id, follower, lost, asked.known)
+        elif asked.stream:
             response = await _stream(request, follower, lost)
         else:
             await follower.wait_end(lost)
@@ -234,6 +250,8 @@ async def _final_answer(request: web.Request, job_id: int, asked: TranscriptionR
         return web.json_response({"text": text})
     if fmt == "verbose_json":
         return web.json_response(verbose(document, job, text, words=asked.words))
+    if fmt == "diarized_json":
+        return web.json_response(diarized(document, job, text, asked.known))
     if fmt == "text":
         body = text + "\n"
     else:

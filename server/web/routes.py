@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.resources import resource_path
-from server.web import api, metrics, node, openai, views, ws
+from server.web import api, library, metrics, node, openai, transcripts, views, ws
 
 STATIC_DIR = resource_path("static")
 
@@ -21,9 +21,17 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/jobs/{id}/stop", api.stop_job)
     app.router.add_get("/api/jobs/{id}/logs", api.job_logs)
     app.router.add_get("/api/jobs/{id}/log", api.job_log_file)
-    app.router.add_get("/api/jobs/{id}/segments", api.job_segments)
+    app.router.add_delete("/api/jobs/{id}", library.delete_job)
+    app.router.add_post("/api/jobs/{id}/retry", library.retry_job)
+    app.router.add_get("/api/jobs/{id}/webhooks", library.job_webhooks)
+    app.router.add_get("/api/jobs/{id}/audio", transcripts.job_audio)
+    app.router.add_get("/api/jobs/{id}/segments", transcripts.job_segments)
+    app.router.add_patch("/api/jobs/{id}/segments/{n}", transcripts.edit_segment)
+    app.router.add_get("/api/jobs/{id}/transcript/history", transcripts.transcript_history)
+    app.router.add_get("/api/search", transcripts.search)
     app.router.add_get("/api/jobs/{id}/metrics", api.job_metrics)
-    app.router.add_get(r"/api/jobs/{id}/transcript.{kind}", api.transcript)
+    app.router.add_get(r"/api/jobs/{id}/transcript.{kind}", transcripts.transcript)
+    app.router.add_patch("/api/jobs/{id}/speakers", api.rename_speakers)
     app.router.add_post("/v1/audio/transcriptions", openai.transcriptions)
     app.router.add_post("/v1/audio/translations", openai.translations)
     app.router.add_get("/v1/models", openai.list_models)

@@ -13,6 +13,8 @@ from aiohttp import web
 
 from server import keys
 from server.web.api import parse_job_id
+from server.web.speakers import status as speakers_status
+from server.web.speakers import with_speakers
 
 
 async def page_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -76,6 +78,7 @@ async def index(request: web.Request) -> dict[str, Any]:
         "containment": request.app[keys.EXECUTORS].containment,
         "job_memory_mb": config.job_memory_mb,
         "standby": await request.app[keys.EXECUTORS].standby_status(),
+        "speakers": speakers_status(),
     }
 
 
@@ -89,6 +92,6 @@ async def job_page(request: web.Request) -> dict[str, Any]:
         raise web.HTTPNotFound(text=f"There is no job {raw_id[:20]}.")
     return {
         # The runner's view adds the live facts (queue position, latest metrics).
-        "job": request.app[keys.RUNNER].view(job),
+        "job": await with_speakers(job, request.app[keys.RUNNER].view(job)),
         "disconnect_grace": request.app[keys.CONFIG].disconnect_grace,
     }

@@ -293,7 +293,7 @@ async def test_flood_is_capped_and_does_not_stall_other_jobs(start_server, tone,
         stalled.cancel()
         await asyncio.gather(watcher, stalled, return_exceptions=True)
     assert row["status"] == "completed", row
-    cap = 5_000_000
+    cap = 5 * 1024 * 1024  # --log-cap-mb is MiB
     log_size = Path(row["log_file_path"]).stat().st_size
     assert cap - 200 <= log_size <= cap + 300, log_size
     assert "reached its cap" in Path(row["log_file_path"]).read_text()[-400:]

@@ -82,3 +82,12 @@ def test_model_downloads_are_off_unless_allowed():
     assert config_from(build_parser().parse_args([]), env).allow_model_downloads
     off = build_parser().parse_args(["--no-allow-model-downloads"])
     assert config_from(off, env).allow_model_downloads is False
+
+
+def test_webhook_url_must_be_http():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--webhook-url", "ftp://example.org/x"])
+    with pytest.raises(SystemExit, match="webhook-url"):
+        check(Config(webhook_url="example.org/hook"))
+    url = "https://example.org/hook"
+    assert config_from(build_parser().parse_args(["--webhook-url", url]), {}).webhook_url == url

@@ -189,8 +189,8 @@ async def test_orphan_query_boundaries(store: Store, fmt: str) -> None:
     fresh, stale, never = [await store.create_job(**job_args()) for _ in range(3)]
     for job in (fresh, stale, never):
         assert await start(store, job["id"])
-    await _set_heartbeat(store, fresh["id"], f"strftime('{fmt}', 'now', '-299 seconds')")
-    await _set_heartbeat(store, stale["id"], f"strftime('{fmt}', 'now', '-301 seconds')")
+    await _set_heartbeat(store, fresh["id"], f"strftime('{fmt}', 'now', '-240 seconds')")
+    await _set_heartbeat(store, stale["id"], f"strftime('{fmt}', 'now', '-360 seconds')")
     await _set_heartbeat(store, never["id"], "NULL")
     orphans = [j["id"] for j in await store.get_orphaned_jobs(300)]
     assert orphans == [stale["id"], never["id"]]

@@ -158,7 +158,7 @@ async def test_models_list_and_lookup(aiohttp_client, sdk, make_config):
     ("options", "message"),
     [
         ({"model": "whisper-9"}, "not available here"),
-        ({"model": "whisper-1", "response_format": "diarized_json"}, "diarized_json"),
+        ({"model": "whisper-1", "known_speaker_names": ["Ann"]}, "diarized_json"),
         ({"model": "whisper-1", "include": ["logprobs"]}, "logprobs"),
         ({"model": "whisper-1", "temperature": 3}, "between 0 and 1"),
         ({"model": "whisper-1", "timestamp_granularities": ["word"]}, "verbose_json"),
