@@ -21,7 +21,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from pipeline.lifeline import arm_parent_death_signal
+from pipeline.live_decode import decode_window
 from pipeline.messages import (
+    DecodeUtterance,
     Event,
     Exited,
     Failed,
@@ -30,6 +32,7 @@ from pipeline.messages import (
     SegmentFound,
     Transcribe,
     UseSettings,
+    UtteranceText,
     WindowDone,
     WorkerWarning,
 )
@@ -134,6 +137,9 @@ def _serve(worker: int, settings: Settings, send: _Sender, leader: Connection) -
     while not isinstance(task := leader.recv(), NoMoreWork):  # EOFError: the leader left
         if isinstance(task, UseSettings):
             settings = task.settings
+            continue
+        if isinstance(task, DecodeUtterance):  # a live session's (pipeline/live.py)
+            send(UtteranceText(worker, *decode_window(model, task)))
             continue
         if not threads:
             # One decoding thread per replica: CTranslate2 runs each on its own.
