@@ -1,9 +1,9 @@
-"""Cut the audio into windows as it is decoded: small ones first, then larger.
+"""Cut the audio into windows as it is decoded, in pauses, where Whisper's pieces end.
 
 A window is a stretch of the file that a worker transcribes on its own. Windows are cut in
-silence (between two of Silero VAD's speech segments, or without VAD at the quietest
-tenth of a second near the target), so no word is cut in two and neighbouring windows
-need no overlap or merging. The speech segments found here travel with the window, so
+pauses (where one of faster-whisper's 30-second pieces of VAD speech ends, or without VAD
+at the quietest tenth of a second near the target), so no word is cut in two and
+neighbouring windows need no overlap or merging. The speech segments found here travel with the window, so
 the worker does not run VAD a second time.
 
 The first window is one Whisper window (30 s of speech), so the first text comes at once;
