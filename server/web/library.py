@@ -14,8 +14,8 @@ from server import keys
 from server.jobs.joblog import index_path
 from server.jobs.observer import source_label
 from server.store.library import JobStateError
+from server.web.api import job_or_404
 from server.web.errors import ApiError
-from server.web.transcripts import job_or_404
 
 
 async def retry_job(request: web.Request) -> web.Response:
