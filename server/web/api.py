@@ -17,7 +17,6 @@ from server import keys
 from server.config import Config
 from server.jobs.channels import Subscriber
 from server.jobs.logtail import tail_lines
-from server.jobs.observer import source_label
 from server.jobs.state import REASON_STOPPED, JobStatus
 from server.web.errors import ApiError
 from server.web.hooks import job_webhook
@@ -143,7 +142,7 @@ async def submit_job(
     if follower is not None:
         request.app[keys.CHANNELS].subscribe(job["id"], follower)
     runner = request.app[keys.RUNNER]
-    runner.submit(job["id"], source_label(job.get("source")))
+    runner.submit(job)
     return runner.view(job)
 
 
