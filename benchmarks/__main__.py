@@ -36,6 +36,7 @@ SCRIPTS = (
     ("warm_start", "benchmarks.warm_start", "warm starts: a 5-minute file, a burst of 12 clips"),
     ("search", "benchmarks.search_bench", "search: FTS5 over 1,000 jobs of 100 segments"),
     ("speakers", "benchmarks.speakers_bench", "speaker labels: DER, count, speed, memory"),
+    ("live", "benchmarks.live", "live dictation: first and final text, WER, two sessions, silence"),
 )
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 NOTES_MARKER = "<!-- notes: kept as written when the table is regenerated -->"

@@ -56,6 +56,10 @@ def _fail(say: Printer, message: str, code: int) -> int:
 
 def main(argv: Sequence[str], *, standby: Standby | None = None) -> int:
     """Run one transcription; with `standby`, the job a warm standby process was handed."""
+    if "--live" in argv:  # a live session, fed by the server's websocket (live.py)
+        from pipeline import live
+
+        return live.main(argv, standby=standby)
     args = build_parser().parse_args(list(argv))
     say = Printer()
     began = time.monotonic()

@@ -40,7 +40,17 @@ class NoMoreWork:
     """Every chunk is handed out: report the peak memory and leave."""
 
 
-Task = Transcribe | UseSettings | NoMoreWork
+@dataclass(frozen=True, slots=True)
+class DecodeUtterance:
+    """Decode one live utterance whole, in a short window (pipeline/live_decode.py)."""
+
+    samples: np.ndarray  # 16 kHz float32
+    language: str | None
+    beam_size: int = 1
+    prompt: str | None = None
+
+
+Task = Transcribe | UseSettings | NoMoreWork | DecodeUtterance
 
 
 # -- worker -> leader ---------------------------------------------------------------------
@@ -87,4 +97,13 @@ class Exited:
     peak_rss_bytes: int
 
 
-Event = Loaded | SegmentFound | ChunkDone | WorkerWarning | Failed | Exited
+@dataclass(frozen=True, slots=True)
+class UtteranceText:
+    """The text of a DecodeUtterance."""
+
+    worker: int
+    text: str
+    seconds: float
+
+
+Event = Loaded | SegmentFound | ChunkDone | WorkerWarning | Failed | Exited | UtteranceText

@@ -20,8 +20,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from pipeline.lifeline import arm_parent_death_signal
+from pipeline.live_decode import decode_window
 from pipeline.messages import (
     ChunkDone,
+    DecodeUtterance,
     Exited,
     Failed,
     Loaded,
@@ -30,6 +32,7 @@ from pipeline.messages import (
     Task,
     Transcribe,
     UseSettings,
+    UtteranceText,
     WorkerWarning,
 )
 from pipeline.settings import Settings
@@ -127,6 +130,9 @@ def _serve(worker: int, settings: Settings, leader: Connection) -> None:
             settings = task.settings
             if settings.batched and batched is None:
                 batched = make_pipeline(model, settings.replicas)
+            continue
+        if isinstance(task, DecodeUtterance):  # a live session's (pipeline/live.py)
+            leader.send(UtteranceText(worker, *decode_window(model, task)))
             continue
         _transcribe(worker, settings, model, batched, task, leader)
 

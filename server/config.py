@@ -118,6 +118,10 @@ class Config:
         metavar="SECONDS",
         parse=number(0),
     )
+    live_idle_timeout: float = setting(
+        60.0, "seconds a live session (/v1/realtime) may send no audio before it is ended",
+        metavar="SECONDS", parse=number(1),
+    )  # fmt: skip
     kill_grace: float = setting(
         5.0, "seconds between SIGTERM and SIGKILL", metavar="SECONDS", parse=number(0)
     )

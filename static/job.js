@@ -112,8 +112,10 @@ function renderStatus() {
   const stop = $("stop-button");
   stop.hidden = final;
   if (final) stop.disabled = true;
-  $("downloads").hidden = status !== "completed";
-  $("retry-button").hidden = !(status === "failed" || status === "cancelled");
+  // A live session keeps what it transcribed however it ended (a closed tab cancels it).
+  $("downloads").hidden = !(status === "completed" || (final && job.source === "live"));
+  // A live session cannot run again: its microphone is gone.
+  $("retry-button").hidden = !(status === "failed" || status === "cancelled") || job.source === "live";
   renderEta();
 
   if (status === "completed" && !completedLoaded) {
@@ -295,7 +297,24 @@ function onLog(message) {
   const seq = Number(message.seq);
   if (!Number.isFinite(seq) || seq <= lastLogSeq) return; // already shown (replay overlap)
   lastLogSeq = seq;
-  queueLogItem([seq, String(message.line ?? "")]);
+  const line = String(message.line ?? "");
+  if (line.startsWith("[live] ")) onLiveLine(line);
+  queueLogItem([seq, line]);
+}
+
+// A live session's words as they are said, lighter, until its utterance's segment comes.
+const livePending = $("live-pending");
+
+function onLiveLine(line) {
+  let event;
+  try {
+    event = JSON.parse(line.slice(7));
+  } catch {
+    return;
+  }
+  if (event.event === "delta") livePending.textContent += event.delta;
+  else if (event.event === "completed") livePending.textContent = "";
+  livePending.hidden = !livePending.textContent || FINAL_STATES.has(job.status);
 }
 
 function onGap(message) {

@@ -161,6 +161,13 @@ def decide_ending(
     return Ending(JobStatus.FAILED, code, message=message)
 
 
+def keeps_transcript(job: Mapping[str, Any]) -> bool:
+    """Whether the job's transcript is a result: a completed job's, or a live session's
+    however it ended (it writes each utterance as it completes; a closed tab cancels it)."""
+    status = JobStatus(job["status"])
+    return status is JobStatus.COMPLETED or (job.get("source") == "live" and status.is_final)
+
+
 def resumable(job: Mapping[str, Any]) -> bool:
     """Whether a job the server's going away interrupted is taken up again: one from an
     upload run here. A cluster's job is re-attached instead; one whose input is a client's

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.formats import Names
 from pipeline.formats import render as render_format
 from pipeline.transcript import Segment
-from server.jobs.state import JobStatus
+from server.jobs.state import keeps_transcript
 
 if TYPE_CHECKING:
     from server.store import Store
@@ -38,7 +38,7 @@ async def ensure_stored(store: Store, job: dict[str, Any]) -> bool:
     store holds its transcript afterwards."""
     if await store.transcript_version(job["id"]) is not None:
         return True
-    if job["status"] != JobStatus.COMPLETED or not job.get("output_path"):
+    if not keeps_transcript(job) or not job.get("output_path"):
         return False
     document = await asyncio.to_thread(read_document, Path(job["output_path"]))
     if document is None:

@@ -64,7 +64,7 @@ def same_origin(request: web.Request) -> bool:
 @web.middleware
 async def origin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse cross-site state changes and cross-site websockets."""
-    changes_state = request.method not in SAFE_METHODS or request.path == "/ws"
+    changes_state = request.method not in SAFE_METHODS or request.path in ("/ws", "/v1/realtime")
     if changes_state and not same_origin(request):
         raise ApiError(403, "cross-origin request refused")
     return await handler(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.resources import resource_path
-from server.web import api, library, metrics, node, openai, transcripts, views, ws
+from server.web import api, library, metrics, node, openai, realtime, transcripts, views, ws
 
 STATIC_DIR = resource_path("static")
 
@@ -35,6 +35,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/audio/transcriptions", openai.transcriptions)
     app.router.add_post("/v1/audio/translations", openai.translations)
     app.router.add_get("/v1/models", openai.list_models)
+    app.router.add_get("/v1/realtime", realtime.realtime)
     app.router.add_get("/v1/models/{id}", openai.get_model)
     app.router.add_get("/metrics", metrics.metrics)
     app.router.add_get(f"{node.NODE_PREFIX}jobs/{{id}}/audio", node.job_audio)

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from server import keys
-from server.jobs.state import JobStatus
+from server.jobs.state import keeps_transcript
 from server.jobs.transcripts import document_of, ensure_stored, render
 from server.store.transcripts import EditConflict, SearchQueryError
 from server.web.api import job_or_404
@@ -74,7 +74,7 @@ async def job_segments(request: web.Request) -> web.Response:
     segments so far (live while it runs, else from its files), numbered."""
     job = await job_or_404(request)
     store = request.app[keys.STORE]
-    if job["status"] == JobStatus.COMPLETED and await ensure_stored(store, job):
+    if keeps_transcript(job) and await ensure_stored(store, job):
         try:
             stored = await store.transcript(job["id"], _int(request.query.get("version"), "version"))
         except LookupError as error:
@@ -93,7 +93,7 @@ async def transcript(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
     if kind not in TRANSCRIPT_TYPES:
         raise ApiError(404, f"no transcript format {kind[:12]!r}; use {', '.join(TRANSCRIPT_TYPES)}")
-    if job["status"] != JobStatus.COMPLETED:
+    if not keeps_transcript(job):
         raise ApiError(404, f"job {job['id']} has no transcript ({job['status']})")
     stored = await _stored(request, job, _int(request.query.get("version"), "version"))
     if kind == "verbose_json":

@@ -13,4 +13,5 @@ each other.
 - waiting: wait_for (poll until truthy, fail on timeout)
 - procs, spawned, children, cgroups, ray_head: processes the tests start and watch
 - store_rows, legacy_db: rows and databases for the store
+- speech: espeak-ng speech at 24 kHz (speak), append events, SDK-validated Realtime events
 """
