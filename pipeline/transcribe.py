@@ -34,8 +34,8 @@ _POLL_SECONDS = 0.1
 _READ_AHEAD = 2
 
 
-def _mb(n_bytes: int) -> str:
-    return f"{n_bytes / 1_048_576:.0f} MB"
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / 1_048_576:.0f} MiB"
 
 
 def _stop_workers(run: Run) -> None:
@@ -179,11 +179,15 @@ def _summary(run: Run, say: Say) -> None:
     rtf = wall / run.duration if run.duration > 0 else 0.0
     leader = leader_peak_bytes()
     peaks = [run.worker_peaks[k] for k in sorted(run.worker_peaks)]
-    workers = " + ".join(_mb(p) for p in peaks) or "?"
+    workers = " + ".join(_mib(p) for p in peaks) or "?"
+    if run.speakers:
+        speakers = int(run.speakers["peak_mb"] * 1_048_576)
+        peaks.append(speakers)
+        workers += f" + speakers {_mib(speakers)}"
     say(
         f"done: {run.duration:.1f} s of audio in {wall:.2f} s wall "
         f"(real-time factor {rtf:.3f}, {1 / rtf if rtf else 0:.1f}× real time); "
-        f"peak memory {_mb(leader + sum(peaks))} (leader {_mb(leader)} + workers {workers})"
+        f"peak memory {_mib(leader + sum(peaks))} (leader {_mib(leader)} + workers {workers})"
     )
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from pipeline.audio import ProbeError, decode, probe, stream
-from tests.helpers.audio import write_wav
+from tests.helpers.audio import REPO, write_wav
 
-from .conftest import FIXTURE, REPO
+from .conftest import FIXTURE
 
 
 def test_probe_reads_the_fixture_duration() -> None:

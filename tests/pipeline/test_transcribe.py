@@ -9,9 +9,10 @@ import pytest
 
 from pipeline.protocol import Progress, Segment, parse_line
 from tests.helpers.audio import FIXTURE_SENTENCE, JFK, JFK_SENTENCE, repeated_speech
+from tests.helpers.pipeline_proc import run_pipeline
 from tests.helpers.wer import wer, words
 
-from .conftest import FIXTURE, run_pipeline
+from .conftest import FIXTURE
 
 
 def _events(stdout: str) -> tuple[list[Progress], list[Segment]]:
