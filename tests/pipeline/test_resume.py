@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from pipeline.protocol import Progress, parse_line
-from tests.helpers.audio import JFK, repeated_speech
+from tests.helpers.audio import JFK, REPO, repeated_speech
+from tests.helpers.pipeline_proc import pipeline_env, run_pipeline
 
-from .conftest import FIXTURE, REPO, pipeline_env, run_pipeline
+from .conftest import FIXTURE
 
 pytestmark = pytest.mark.slow
 Segments = list[dict[str, Any]]

@@ -16,9 +16,10 @@ import pytest
 from pipeline.audio import SAMPLE_RATE, decode
 from pipeline.settings import Settings
 from pipeline.windows import PIECE_SECONDS, Reader, Sizer, Window, _speech_cut, vad_options
-from tests.helpers.audio import JFK, repeated_speech
+from tests.helpers.audio import JFK, REPO, repeated_speech
+from tests.helpers.pipeline_proc import pipeline_env
 
-from .conftest import FIXTURE, REPO, pipeline_env
+from .conftest import FIXTURE
 
 
 def _windows(audio: Path, skip: float = 0.0, ceiling: float = float("inf")) -> list[Window]:
