@@ -34,6 +34,7 @@ SCRIPTS = (
     ("server_memory", "benchmarks.server_memory", "server memory"),
     ("ray_latency", "benchmarks.ray_latency", "Ray executor: submit → first line, stop → gone"),
     ("warm_start", "benchmarks.warm_start", "warm starts: a 5-minute file, a burst of 12 clips"),
+    ("long_recordings", "benchmarks.long_recordings", "long recordings: first text, memory, resume"),
     ("search", "benchmarks.search_bench", "search: FTS5 over 1,000 jobs of 100 segments"),
     ("speakers", "benchmarks.speakers_bench", "speaker labels: DER, count, speed, memory"),
     ("live", "benchmarks.live", "live dictation: first and final text, WER, two sessions, silence"),

@@ -104,13 +104,15 @@ def _work_options(parser: argparse.ArgumentParser) -> None:
         "--chunk-seconds",
         type=number(0),
         default=0.0,
-        help="length of the pieces of audio handed to workers; 0 gives one piece per worker",
+        help="the most speech (in seconds) one window handed to a worker holds; 0: small "
+        "windows first, growing with the decoding speed",
     )
     add(
         "--overlap-seconds",
         type=number(0),
         default=defaults.DEFAULT_OVERLAP_SECONDS,
-        help="overlap between neighbouring pieces, merged by word timestamps",
+        help="no longer used: windows are cut in pauses and need no overlap (accepted so "
+        "older command lines still run)",
     )
 
 
@@ -155,6 +157,12 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="compute word timestamps (in transcript.json); default: only when chunks "
         "must be merged by them (about 9%% of decoding time)",
+    )
+    add(
+        "--resume",
+        action="store_true",
+        help="continue from transcript.partial.json in --out-dir (left by a run that was "
+        "stopped or killed): keep its finished segments, decode only the rest",
     )
     add(
         "--speakers",

@@ -1,4 +1,4 @@
-"""Probe and decode audio with PyAV, and split it into overlapping chunks.
+"""Probe and decode audio with PyAV, whole or as a stream of blocks.
 
 This module imports only `av` at import time (numpy only when decoding, never
 faster-whisper), so the server can call `probe()` on every upload without paying for the
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import av
@@ -41,15 +40,6 @@ _TRUNCATED_RATIO = 0.9
 
 class ProbeError(ValueError):
     """The file is not usable audio; str(error) is one clear line for a person."""
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """A span of the audio handed to one worker; times in seconds from the file start."""
-
-    index: int
-    start: float
-    end: float
 
 
 def _open(path: str) -> Any:
@@ -162,6 +152,22 @@ def decode(path: str | os.PathLike[str]) -> np.ndarray:
     """The first audio stream of `path` as 16 kHz mono float32 samples in [-1, 1]."""
     import numpy as np
 
+    parts = list(stream(path))
+    if not parts:
+        raise ProbeError(f"file has no audio samples: {os.fspath(path)}")
+    return np.concatenate(parts)
+
+
+def stream(
+    path: str | os.PathLike[str],
+    first_seconds: float = 30.0,
+    block_seconds: float = 30.0,
+    skip_seconds: float = 0.0,
+) -> Iterator[np.ndarray]:
+    """`decode`'s samples as blocks: `first_seconds` long, then `block_seconds` (the last
+    one shorter), leaving out the first `skip_seconds`. Only a block or two is in memory."""
+    import numpy as np
+
     path = os.fspath(path)
     container = _open(path)
     try:
@@ -170,47 +176,50 @@ def decode(path: str | os.PathLike[str]) -> np.ndarray:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         # Resampling many small frames one by one is slow; FIFO them into large groups.
         fifo = av.AudioFifo()
-        parts: list[np.ndarray] = []
+        pending: list[np.ndarray] = []
+        held = 0
+        skip = round(skip_seconds * SAMPLE_RATE)
+        want = round(first_seconds * SAMPLE_RATE)
+        found = False
 
         def resample(frame: Any) -> None:
+            nonlocal held
             for out in resampler.resample(frame):
-                parts.append(out.to_ndarray().reshape(-1))
+                pending.append(out.to_ndarray().reshape(-1))
+                held += pending[-1].size
+
+        def take(count: int) -> np.ndarray:
+            nonlocal held, skip
+            joined = np.concatenate(pending) if len(pending) != 1 else pending[0]
+            pending.clear()
+            if skip:
+                dropped = min(skip, joined.size)
+                joined, skip = joined[dropped:], skip - dropped
+            block, rest = joined[:count], joined[count:]
+            if rest.size:
+                pending.append(rest)
+            held = rest.size
+            return block.astype(np.float32) / 32768.0
 
         for frame in _frames(container):
             frame.pts = None  # let the resampler re-time; some containers have gaps
             fifo.write(frame)
             if fifo.samples >= _GROUP_SAMPLES:
                 resample(fifo.read())
+            while held - skip >= want:
+                found = True
+                yield take(want)
+                want = round(block_seconds * SAMPLE_RATE)
         if fifo.samples:
             resample(fifo.read())
         resample(None)
+        while held > skip:
+            found = True
+            yield take(want)
+            want = round(block_seconds * SAMPLE_RATE)
+        if not found and not skip_seconds:
+            raise ProbeError(f"file has no audio samples: {path}")
     finally:
         container.close()
-    if not parts:
-        raise ProbeError(f"file has no audio samples: {path}")
-    samples = np.concatenate(parts).astype(np.float32) / 32768.0
-    if samples.size == 0:
-        raise ProbeError(f"file has no audio samples: {path}")
-    return samples
 
 
-def plan_chunks(duration: float, chunk_seconds: float, overlap_seconds: float) -> list[Chunk]:
-    """Split [0, duration) into chunks of `chunk_seconds` that overlap by `overlap_seconds`.
-
-    A chunk length of 0 (or one covering the whole file) gives a single chunk. The last
-    chunk absorbs a short remainder rather than leaving a sliver no model can transcribe.
-    """
-    if chunk_seconds <= 0 or duration <= chunk_seconds:
-        return [Chunk(0, 0.0, duration)]
-    overlap = min(max(overlap_seconds, 0.0), chunk_seconds / 2)
-    step = chunk_seconds - overlap
-    chunks: list[Chunk] = []
-    start = 0.0
-    while True:
-        end = start + chunk_seconds
-        # A remainder shorter than half a chunk joins this one.
-        if end >= duration or duration - end < chunk_seconds / 2:
-            chunks.append(Chunk(len(chunks), start, duration))
-            return chunks
-        chunks.append(Chunk(len(chunks), start, end))
-        start += step

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 from pipeline.args import build_parser, settings_from
 from pipeline.audio import ProbeError, probe
+from pipeline.run import Run, Stopped, WorkerFailed
 from pipeline.speakers.stage import StageFailed
 
 if TYPE_CHECKING:
     from pipeline.settings import Settings
     from pipeline.standby import Standby
-    from pipeline.transcribe import Run
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -64,26 +64,26 @@ def main(argv: Sequence[str], *, standby: Standby | None = None) -> int:
     say = Printer()
     began = time.monotonic()
 
-    from pipeline import transcribe
-
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         # One stop is enough: a second signal must not interrupt the clean-up.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         name = signal.Signals(signum).name
-        raise transcribe.Stopped(name, 128 + signum)
+        raise Stopped(name, 128 + signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    run = transcribe.Run(settings_from(args), warm=standby.warm if standby else None)
+    run = Run(settings_from(args), warm=standby.warm if standby else None)
     if run.settings.lifeline:
         _watch_lifeline(run, say, standby)
     stage: list[str] = ["probe"]  # how far it got, for the message when stopped
     try:
-        return _run(run, say, stage, allow_download=args.allow_download)
-    except transcribe.Stopped as stopped:
+        return _run(run, say, stage, allow_download=args.allow_download, resume=args.resume)
+    except Stopped as stopped:
         if stage[0] == "transcribe":
+            from pipeline import transcribe
+
             transcribe.stop(run, stopped, say)
         else:
             say(f"stopped by {stopped.reason} after {time.monotonic() - began:.2f} s")
@@ -105,7 +105,7 @@ def _watch_lifeline(run: Run, say: Printer, standby: Standby | None) -> None:
         lifeline.watch_stdin(parent_gone)
 
 
-def _run(run: Run, say: Printer, stage: list[str], *, allow_download: bool) -> int:
+def _run(run: Run, say: Printer, stage: list[str], *, allow_download: bool, resume: bool) -> int:
     """Probe, resolve the model, transcribe; `stage[0]` follows along."""
     from pipeline import transcribe
     from pipeline.models import ModelError, resolve_model
@@ -131,10 +131,10 @@ def _run(run: Run, say: Printer, stage: list[str], *, allow_download: bool) -> i
             return _fail(say, reason, EXIT_BAD_INPUT)
     stage[0] = "transcribe"
     try:
-        written = transcribe.transcribe(settings, duration, say, run)
+        written = transcribe.transcribe(settings, duration, say, run, resume=resume)
     except ProbeError as error:
         return _fail(say, str(error), EXIT_BAD_INPUT)
-    except transcribe.WorkerFailed as error:
+    except WorkerFailed as error:
         return _fail(say, str(error), EXIT_FAILED)
     except StageFailed as error:
         # The transcript without speakers was written before the stage ran.

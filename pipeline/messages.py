@@ -21,11 +21,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Transcribe:
-    """Transcribe these samples; their times are `offset` seconds into the file."""
+    """Transcribe these samples; their times are `offset` seconds into the file.
 
-    index: int  # the chunk's number, echoed back in the events about it
+    `speech` is VAD's segments in them (sample offsets), found by the leader, or None to
+    decode without VAD."""
+
+    index: int  # the window's number, echoed back in the events about it
     offset: float
     samples: np.ndarray
+    speech: list[dict[str, int]] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +41,7 @@ class UseSettings:
 
 @dataclass(frozen=True, slots=True)
 class NoMoreWork:
-    """Every chunk is handed out: report the peak memory and leave."""
+    """Every window is handed out: report the peak memory and leave."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,7 @@ class SegmentFound:
 
 
 @dataclass(frozen=True, slots=True)
-class ChunkDone:
+class WindowDone:
     worker: int
     index: int
     seconds: float
@@ -106,4 +110,4 @@ class UtteranceText:
     seconds: float
 
 
-Event = Loaded | SegmentFound | ChunkDone | WorkerWarning | Failed | Exited | UtteranceText
+Event = Loaded | SegmentFound | WindowDone | WorkerWarning | Failed | Exited | UtteranceText

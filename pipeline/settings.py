@@ -26,8 +26,8 @@ class Settings:
     processes: int = 1
     threads: int = 0  # 0: the cores divided among the processes
     replicas: int = 0  # model replicas per worker decoding batches side by side; 0: auto
-    chunk_seconds: float = 0.0  # 0: one chunk per process
-    overlap_seconds: float = DEFAULT_OVERLAP_SECONDS
+    chunk_seconds: float = 0.0  # the most speech in one window; 0: automatic
+    overlap_seconds: float = DEFAULT_OVERLAP_SECONDS  # unused: windows are cut in pauses
     beam_size: int = DEFAULT_BEAM_SIZE
     batch_size: int = DEFAULT_BATCH_SIZE  # 0: sequential decoding
     vad: bool = True
@@ -35,7 +35,7 @@ class Settings:
     device: str = "cpu"
     compute_type: str = "auto"
     lifeline: bool = False
-    word_timestamps: bool | None = None  # None: only when chunks must be merged by words
+    word_timestamps: bool | None = None  # None: off (windows need no merging by words)
     initial_prompt: str | None = None
     temperature: float | None = None  # None: faster-whisper's fallback schedule
     speakers: str = "off"  # off, auto or a count 1-10 (pipeline/speakers)
@@ -106,13 +106,3 @@ def auto_replicas(settings: Settings, cores: int, processes: int) -> int:
     # Capped: a 5-minute file has about 11 windows, and more replicas than a few would
     # only cut them into batches too small to gain from batching.
     return max(1, min(MAX_AUTO_REPLICAS, cores // processes))
-
-
-def chunk_length(settings: Settings, duration: float) -> float:
-    """The chunk length to plan with: --chunk-seconds, or one chunk per process."""
-    if settings.chunk_seconds > 0:
-        return settings.chunk_seconds
-    if settings.processes <= 1:
-        return 0.0
-    # Each extra chunk costs a partly empty batch and a boundary; one per process is enough.
-    return duration / settings.processes + settings.overlap_seconds

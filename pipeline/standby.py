@@ -127,6 +127,9 @@ def serve(argv: Sequence[str]) -> int:
     # a job needs here run beside them.
     started = _start_warming(args.model, args.threads, say)
     from pipeline import cli, transcribe  # noqa: F401
+    from pipeline.windows import preload
+
+    preload()  # the leader's VAD, so the first window is cut at once
 
     if started is None:
         return cli.EXIT_BAD_INPUT

@@ -1,4 +1,4 @@
-"""A worker process: load the model once, transcribe the chunks it is handed.
+"""A worker process: load the model once, transcribe the windows it is handed.
 
 Runs in a "spawn" child (see lifeline.py for why). It talks to the leader over one
 duplex pipe: tasks come in, events go out (messages.py); it never prints. Plain pipes
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import resource
 import signal
 import threading
@@ -22,32 +23,44 @@ from typing import Any
 from pipeline.lifeline import arm_parent_death_signal
 from pipeline.live_decode import decode_window
 from pipeline.messages import (
-    ChunkDone,
     DecodeUtterance,
+    Event,
     Exited,
     Failed,
     Loaded,
     NoMoreWork,
     SegmentFound,
-    Task,
     Transcribe,
     UseSettings,
     UtteranceText,
+    WindowDone,
     WorkerWarning,
 )
 from pipeline.settings import Settings
 
 
+class _Sender:
+    """Sends to the leader; the replicas' threads share the pipe, one message at a time."""
+
+    def __init__(self, leader: Connection) -> None:
+        self._leader = leader
+        self._lock = threading.Lock()
+
+    def __call__(self, message: Event) -> None:
+        with self._lock:
+            self._leader.send(message)
+
+
 class _ForwardWarnings(logging.Handler):
     """faster-whisper's warnings become leader log lines instead of stray stderr."""
 
-    def __init__(self, leader: Connection, worker: int) -> None:
+    def __init__(self, send: _Sender, worker: int) -> None:
         super().__init__(level=logging.WARNING)
-        self._leader = leader
+        self._send = send
         self._worker = worker
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._leader.send(WorkerWarning(self._worker, record.getMessage()))
+        self._send(WorkerWarning(self._worker, record.getMessage()))
 
 
 def _peak_rss_bytes() -> int:
@@ -99,45 +112,56 @@ def run_worker(worker: int, leader_pid: int, settings: Settings, leader: Connect
     arm_parent_death_signal(leader_pid)
     # Ctrl-C reaches the whole terminal group; the leader decides what happens.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    send = _Sender(leader)
     try:
-        _serve(worker, settings, leader)
+        _serve(worker, settings, send, leader)
     except (EOFError, BrokenPipeError):
         return  # the leader is gone or done with us
     except Exception as error:
-        leader.send(Failed(worker, f"{type(error).__name__}: {error}"))
-    leader.send(Exited(worker, _peak_rss_bytes()))
+        send(Failed(worker, f"{type(error).__name__}: {error}"))
+    send(Exited(worker, _peak_rss_bytes()))
 
 
-def _serve(worker: int, settings: Settings, leader: Connection) -> None:
-    logging.getLogger("faster_whisper").addHandler(_ForwardWarnings(leader, worker))
+def _serve(worker: int, settings: Settings, send: _Sender, leader: Connection) -> None:
+    logging.getLogger("faster_whisper").addHandler(_ForwardWarnings(send, worker))
     logging.getLogger("faster_whisper").propagate = False
     began = time.monotonic()
-    model = _load_model(worker, settings, leader)
-    from pipeline.batching import make_pipeline
+    model = _load_model(worker, settings, send)
+    from pipeline.decoding import use_given_speech
 
-    batched = make_pipeline(model, settings.replicas) if settings.batched else None
-    if settings.vad:
-        from faster_whisper.vad import get_vad_model
+    use_given_speech()
+    send(Loaded(worker, time.monotonic() - began))
 
-        get_vad_model()  # made once per process; a standby makes it before its job
-    leader.send(Loaded(worker, time.monotonic() - began))
-
-    while True:
-        task: Task = leader.recv()
-        if isinstance(task, NoMoreWork):
-            return
+    inbox: queue.Queue[Transcribe | None] = queue.Queue()
+    threads: list[threading.Thread] = []
+    while not isinstance(task := leader.recv(), NoMoreWork):  # EOFError: the leader left
         if isinstance(task, UseSettings):
             settings = task.settings
-            if settings.batched and batched is None:
-                batched = make_pipeline(model, settings.replicas)
             continue
         if isinstance(task, DecodeUtterance):  # a live session's (pipeline/live.py)
-            leader.send(UtteranceText(worker, *decode_window(model, task)))
+            send(UtteranceText(worker, *decode_window(model, task)))
             continue
-        _transcribe(worker, settings, model, batched, task, leader)
+        if not threads:
+            # One decoding thread per replica: CTranslate2 runs each on its own.
+            threads = [
+                threading.Thread(
+                    target=_decode_windows,
+                    args=(worker, model, settings, inbox, send),
+                    name=f"replica-{n}",
+                    daemon=True,
+                )
+                for n in range(max(1, settings.replicas))
+            ]
+            for thread in threads:
+                thread.start()
+        inbox.put(task)
+    for _ in threads:
+        inbox.put(None)
+    for thread in threads:
+        thread.join()
 
 
-def _load_model(worker: int, settings: Settings, leader: Connection) -> Any:
+def _load_model(worker: int, settings: Settings, send: _Sender) -> Any:
     """The WhisperModel, loaded from the int8 copy when one fits (see int8_copy.py)."""
     # tqdm (used by faster-whisper) would otherwise make a multiprocessing lock, a
     # semaphore the resource tracker reports as leaked when a stopped worker is killed.
@@ -158,58 +182,33 @@ def _load_model(worker: int, settings: Settings, leader: Connection) -> Any:
     }
     model_path = settings.model_path
     if settings.device == "cpu" and settings.effective_compute_type == "int8":
-        model_path = int8_model(model_path, lambda line: leader.send(WorkerWarning(worker, line)))
+        model_path = int8_model(model_path, lambda line: send(WorkerWarning(worker, line)))
     try:
         return WhisperModel(model_path, **load_options)
     except (RuntimeError, ValueError, OSError) as error:
         if model_path == settings.model_path:
             raise
         note = f"the int8 copy did not load ({error}); using the original"
-        leader.send(WorkerWarning(worker, note))
+        send(WorkerWarning(worker, note))
         discard(model_path)
         return WhisperModel(settings.model_path, **load_options)
 
 
-def _transcribe(
-    worker: int, settings: Settings, model: Any, batched: Any, task: Transcribe, leader: Connection
+def _decode_windows(
+    worker: int, model: Any, settings: Settings, inbox: queue.Queue[Transcribe | None], send: _Sender
 ) -> None:
-    """Decode one chunk, sending each segment as it comes, then ChunkDone."""
-    began = time.monotonic()
-    options: dict[str, Any] = {
-        "language": settings.language_code,
-        "beam_size": settings.beam_size,
-        # About 9% of decode time; only chunk merging and word outputs need them.
-        "word_timestamps": bool(settings.word_timestamps),
-        "initial_prompt": settings.initial_prompt,
-    }
-    if settings.temperature is not None:
-        options["temperature"] = settings.temperature
-    if settings.batched and batched is not None:
-        segments, info = batched.transcribe(
-            task.samples, batch_size=settings.batch_size, vad_filter=True, **options
-        )
-    else:
-        segments, info = model.transcribe(task.samples, vad_filter=settings.vad, **options)
-    for segment in segments:
-        leader.send(SegmentFound(worker, task.index, _segment_dict(segment, task.offset)))
-    leader.send(ChunkDone(worker, task.index, time.monotonic() - began, info.language))
+    """A replica's thread: decode windows from `inbox` until None."""
+    from pipeline.decoding import Decoder
 
-
-def _segment_dict(segment: Any, offset: float) -> dict[str, Any]:
-    """A faster-whisper segment as transcript.Segment.from_dict reads it, `offset` added."""
-    words = [
-        {"start": offset + w.start, "end": offset + w.end, "word": w.word, "probability": w.probability}
-        for w in segment.words or ()
-    ]
-    return {
-        "start": offset + segment.start,
-        "end": offset + segment.end,
-        "text": segment.text.strip(),
-        "words": words,
-        "seek": segment.seek,
-        "tokens": list(segment.tokens),
-        "temperature": segment.temperature,
-        "avg_logprob": segment.avg_logprob,
-        "compression_ratio": segment.compression_ratio,
-        "no_speech_prob": segment.no_speech_prob,
-    }
+    decoder = Decoder(model, settings)
+    while (task := inbox.get()) is not None:
+        try:
+            began = time.monotonic()
+            segments, language = decoder.segments(task)
+            for segment in segments:
+                send(SegmentFound(worker, task.index, segment))
+            send(WindowDone(worker, task.index, time.monotonic() - began, language))
+        except Exception as error:
+            with contextlib.suppress(OSError):  # the leader may be gone too
+                send(Failed(worker, f"{type(error).__name__}: {error}"))
+            return

@@ -126,7 +126,7 @@ def collect(
     labelled, found = label_segments(segments, windows, groups)
     say(
         f"[speakers] {found} speaker(s) in {len(labelled)} segment(s); waited "
-        f"{time.monotonic() - began:.2f} s after transcription; peak memory {peak / 1_048_576:.0f} MB"
+        f"{time.monotonic() - began:.2f} s after transcription; peak memory {peak / 1_048_576:.0f} MiB"
     )
     return labelled, found, peak
 

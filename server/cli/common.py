@@ -47,8 +47,9 @@ def data_dir_default(environ: Mapping[str, str]) -> Path:
 
 
 def human_bytes(count: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(count) < 1000 or unit == "GB":
+    """A size for a person, in binary units like every other size this project shows."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024 or unit == "GiB":
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
+        count /= 1024
     raise AssertionError("unreachable")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 class LocalExecutor:
     def __init__(
         self,
@@ -118,7 +119,7 @@ class LocalExecutor:
         except TimeoutError:
             # The leader has exited but something we could not kill holds its output open
             # (it shed our marker): stop reading so the pipe does not keep us waiting.
-            process._transport.close()  # type: ignore[attr-defined]  # no public way
+            _close_pipes(process)
             code = await process.wait()
         kills = await self._end_cgroup(handle, handle.cgroup) if handle.cgroup is not None else 0
         if kills and self.cgroups is not None and self.cgroups.memory_limit is not None:
@@ -185,8 +186,7 @@ class LocalExecutor:
         if process.returncode is not None:
             # Normally already closed; if a process we could not kill still holds the
             # output pipe, this drops our end of it instead of keeping it for its life.
-            # (Only once the leader is reaped: closing earlier would kill it.)
-            process._transport.close()  # type: ignore[attr-defined]  # no public way
+            _close_pipes(process)
 
     def release(self, handle: LocalHandle) -> None:
         process = handle.spawned.process
@@ -213,3 +213,13 @@ def _rss(pids: Sequence[int]) -> int:
         except psutil.Error:
             continue
     return total
+
+
+def _close_pipes(process: asyncio.subprocess.Process) -> None:
+    """Drop our ends of process's pipes now, whoever still holds the other ends.
+
+    asyncio has no public way to close a subprocess's pipes early (on 3.11 `wait()` also
+    waits for them to close), so this closes its transport. Only once the leader has exited:
+    on a live process the transport's close() kills it.
+    """
+    process._transport.close()  # type: ignore[attr-defined]

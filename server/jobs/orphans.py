@@ -54,6 +54,27 @@ class _Findings:
     in_cgroup: bool = False
 
 
+@dataclass(frozen=True)
+class _Survey:
+    """What one pass read before looking at each running row."""
+
+    stale: Mapping[int, dict[str, Any]]  # rows whose heartbeat is older than the timeout
+    instances: Mapping[str, dict[str, Any]]  # server instances by id
+    live: set[str]  # instances known to be alive (this one included)
+    timeout_seconds: float
+
+    async def owner_alive(self, owner: str | None) -> bool:
+        """The server instance that owns a row is alive: known so, or its process is."""
+        if owner is None:
+            return False
+        if owner in self.live:
+            return True
+        row = self.instances.get(owner)
+        return row is not None and await asyncio.to_thread(
+            identity_matches, row["pid"], row["start_ticks"], row["boot_id"], None
+        )
+
+
 def row_target(job: Mapping[str, Any], install_id: str) -> Target | None:
     """The kill target a job's row names, or None if it recorded no process."""
     if job["process_id"] is None:
@@ -126,11 +147,15 @@ class OrphanReaper:
         their real endings itself, and a process that just exited would otherwise be
         settled here as "gone" in a race with its complete_job.
         """
-        stale = {j["id"]: j for j in await self.store.get_orphaned_jobs(timeout_seconds)}
-        instances = {i["id"]: i for i in await self.store.list_instances()}
         live = set(live_instance_ids)
         if self.instance_id is not None:
             live.add(self.instance_id)
+        survey = _Survey(
+            stale={j["id"]: j for j in await self.store.get_orphaned_jobs(timeout_seconds)},
+            instances={i["id"]: i for i in await self.store.list_instances()},
+            live=live,
+            timeout_seconds=timeout_seconds,
+        )
         reports: list[OrphanReport] = []
         active = await self.store.get_active_jobs()
         for job in active:
@@ -138,9 +163,9 @@ class OrphanReaper:
                 continue
             if job.get("executor") not in (None, "local"):
                 # Runs elsewhere: no local process to look for; its executor's rule applies.
-                report = await self._settle_remote(job, instances, live, dry_run)
+                report = await self._settle_remote(job, survey, dry_run)
             else:
-                report = await self._settle(job, stale, instances, live, timeout_seconds, dry_run, resume)
+                report = await self._settle(job, survey, dry_run, resume)
             if report is not None:
                 reports.append(report)
         if not dry_run:
@@ -173,32 +198,18 @@ class OrphanReaper:
             cgroup.remove()
 
     async def _settle_remote(
-        self, job: dict[str, Any], instances: Mapping[str, dict[str, Any]], live: set[str], dry_run: bool
+        self, job: dict[str, Any], survey: _Survey, dry_run: bool
     ) -> OrphanReport | None:
         if self.remote is None or job.get("executor") != self.remote.executor_name:
             return None  # nothing here can check it; left as it is
-        owner = job["instance_id"]
-        row = instances.get(owner) if owner is not None else None
-        owner_alive = owner in live or (
-            row is not None
-            and await asyncio.to_thread(
-                identity_matches, row["pid"], row["start_ticks"], row["boot_id"], None
-            )
-        )
+        owner_alive = await survey.owner_alive(job["instance_id"])
         return await self.remote.settle(job, owner_alive=owner_alive, dry_run=dry_run)
 
     async def _settle(
-        self,
-        job: dict[str, Any],
-        stale: Mapping[int, dict[str, Any]],
-        instances: Mapping[str, dict[str, Any]],
-        live: set[str],
-        timeout_seconds: float,
-        dry_run: bool,
-        resume: bool,
+        self, job: dict[str, Any], survey: _Survey, dry_run: bool, resume: bool
     ) -> OrphanReport | None:
         job_id, pid = int(job["id"]), job["process_id"]
-        found = await self._inspect(job, stale, instances, live, timeout_seconds)
+        found = await self._inspect(job, survey)
         if not found.causes:
             return None
         message = f"{ORPHANED_PREFIX} " + "; ".join(found.causes)
@@ -219,32 +230,20 @@ class OrphanReaper:
             await record_ending(self.store, job_id, failure(message))
         return OrphanReport(job_id, pid, message, found.verified, killed)
 
-    async def _inspect(
-        self,
-        job: dict[str, Any],
-        stale: Mapping[int, dict[str, Any]],
-        instances: Mapping[str, dict[str, Any]],
-        live: set[str],
-        timeout_seconds: float,
-    ) -> _Findings:
+    async def _inspect(self, job: dict[str, Any], survey: _Survey) -> _Findings:
         job_id = int(job["id"])
         pid = job["process_id"]
         marker = job_marker(self.store.install_id, job_id)
         found = _Findings()
         owner = job["instance_id"]
-        if owner is not None and owner not in live:
-            row = instances.get(owner)
-            owner_alive = row is not None and await asyncio.to_thread(
-                identity_matches, row["pid"], row["start_ticks"], row["boot_id"], None
-            )
-            if not owner_alive:
-                found.owner_gone = True
-                found.causes.append(f"server instance {owner[:8]}… is gone")
-        if job_id in stale:
+        if owner is not None and not await survey.owner_alive(owner):
+            found.owner_gone = True
+            found.causes.append(f"server instance {owner[:8]}… is gone")
+        if job_id in survey.stale:
             if job["last_heartbeat"] is None:
                 found.causes.append("no heartbeat recorded")
             else:
-                found.causes.append(f"heartbeat older than {timeout_seconds:g} s")
+                found.causes.append(f"heartbeat older than {survey.timeout_seconds:g} s")
 
         leader_alive, leader_ours = await asyncio.to_thread(
             leader_state, pid, job["process_start_ticks"], job["process_boot_id"], marker

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, KeysView
+from collections.abc import Awaitable, Callable, KeysView, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from server.config import Config
 from server.executors.base import Executor
 from server.jobs.channels import Channels, status_message
-from server.jobs.observer import JobObserver, NoObserver
+from server.jobs.observer import JobObserver, NoObserver, source_label
 from server.jobs.output import LineCount
 from server.jobs.replay import saved_segments
 from server.jobs.run import JobRun
@@ -95,11 +95,12 @@ class Runner:
 
     # -- the public surface ------------------------------------------------------------
 
-    def submit(self, job_id: int, source: str) -> None:
+    def submit(self, job: Mapping[str, Any]) -> None:
         """Queue a job whose row was just created, and tell the job list."""
+        job_id = int(job["id"])
         self._queue.append(job_id)
         self._submitted_at[job_id] = time.monotonic()
-        self._observer.job_submitted(source)
+        self._observer.job_submitted(source_label(job.get("source")))
         self._wakeup.set()
         self._spawn_announce(job_id)
 

@@ -160,11 +160,7 @@ def _migrate_v0(conn: sqlite3.Connection, now: str) -> None:
     names = {name for name, _ in old_cols}
     if "id" not in names or "status" not in names:
         raise StoreError(f"table {JOBS_TABLE} has no id/status column; not a transcriptor database")
-    old_seq_row = None
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
-        old_seq_row = conn.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = ?", (JOBS_TABLE,)
-        ).fetchone()
+    old_seq = _sequence(conn, JOBS_TABLE)
 
     conn.execute(f"ALTER TABLE {JOBS_TABLE} RENAME TO {JOBS_TABLE}_v0")
     for statement in schema_statements():
@@ -173,6 +169,43 @@ def _migrate_v0(conn: sqlite3.Connection, now: str) -> None:
     extras = [(n, t) for n, t in old_cols if n not in _LEGACY_KNOWN and n not in new_names]
     for name, decl in extras:
         conn.execute(f'ALTER TABLE {JOBS_TABLE} ADD COLUMN "{name}" {decl}')
+
+    targets = _legacy_targets(names)
+    for name, _ in extras:
+        targets[name] = f'"{name}"'
+    insert_cols = ", ".join(f'"{n}"' for n in targets)
+    select_exprs = ",\n".join(targets.values())
+    conn.execute(
+        f"INSERT INTO {JOBS_TABLE} ({insert_cols}) SELECT {select_exprs} FROM {JOBS_TABLE}_v0",
+        {"now": now, "orphaned": ORPHANED_BY_UPGRADE},
+    )
+    if old_seq is not None:
+        _carry_sequence(conn, old_seq)
+    conn.execute(f"DROP TABLE {JOBS_TABLE}_v0")
+    _ensure_meta(conn, now)
+
+
+def _sequence(conn: sqlite3.Connection, table: str) -> int | None:
+    """AUTOINCREMENT's high-water mark for table, or None if it has none yet."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+        return None
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _carry_sequence(conn: sqlite3.Connection, old_seq: int) -> None:
+    # Keep AUTOINCREMENT's promise: ids of rows the old tool deleted are never reused.
+    conn.execute(f"DELETE FROM sqlite_sequence WHERE name = '{JOBS_TABLE}_v0'")
+    seq = _sequence(conn, JOBS_TABLE)
+    if seq is None:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (JOBS_TABLE, old_seq))
+    elif seq < old_seq:
+        conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (old_seq, JOBS_TABLE))
+
+
+def _legacy_targets(names: set[str]) -> dict[str, str]:
+    """Each new column -> the SQL expression over the old table's row that fills it
+    (`:now` and `:orphaned` are bound by the caller)."""
 
     def col(name: str, default: str = "NULL") -> str:
         return f'"{name}"' if name in names else default
@@ -184,7 +217,7 @@ def _migrate_v0(conn: sqlite3.Connection, now: str) -> None:
 
     status = col("status")
     progress = f"CAST({col('progress', '0')} AS REAL)"
-    targets = {
+    return {
         "id": "id",
         "filename": f"COALESCE({col('filename')}, '')",
         "original_path": f"COALESCE({col('original_path')}, '')",
@@ -215,29 +248,6 @@ def _migrate_v0(conn: sqlite3.Connection, now: str) -> None:
                 WHEN {status} IN ('completed', 'failed', 'cancelled', 'canceled') THEN NULL
                 ELSE :now END) END""",
     }
-    for name, _ in extras:
-        targets[name] = f'"{name}"'
-    insert_cols = ", ".join(f'"{n}"' for n in targets)
-    select_exprs = ",\n".join(targets.values())
-    conn.execute(
-        f"INSERT INTO {JOBS_TABLE} ({insert_cols}) SELECT {select_exprs} FROM {JOBS_TABLE}_v0",
-        {"now": now, "orphaned": ORPHANED_BY_UPGRADE},
-    )
-    # Keep AUTOINCREMENT's promise: ids of rows the old tool deleted are never reused.
-    if old_seq_row is not None:
-        old_seq = int(old_seq_row[0])
-        conn.execute(f"DELETE FROM sqlite_sequence WHERE name = '{JOBS_TABLE}_v0'")
-        row = conn.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = ?", (JOBS_TABLE,)
-        ).fetchone()
-        if row is None:
-            conn.execute(
-                "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (JOBS_TABLE, old_seq)
-            )
-        elif int(row[0]) < old_seq:
-            conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (old_seq, JOBS_TABLE))
-    conn.execute(f"DROP TABLE {JOBS_TABLE}_v0")
-    _ensure_meta(conn, now)
 
 
 # version found -> the step that brings it to version + 1. A plain table, not state: tests

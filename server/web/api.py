@@ -17,7 +17,6 @@ from server import keys
 from server.config import Config
 from server.jobs.channels import Subscriber
 from server.jobs.logtail import tail_lines
-from server.jobs.observer import source_label
 from server.jobs.state import REASON_STOPPED, JobStatus
 from server.web.errors import ApiError
 from server.web.hooks import job_webhook
@@ -105,7 +104,8 @@ def parse_job_id(raw: str) -> int | None:
     return value if 0 < value < 2**63 else None
 
 
-async def _job_or_404(request: web.Request) -> dict[str, Any]:
+async def job_or_404(request: web.Request) -> dict[str, Any]:
+    """The job the URL's {id} names, or a 404."""
     raw = request.match_info["id"]
     job_id = parse_job_id(raw)
     job = await request.app[keys.STORE].get_job(job_id) if job_id is not None else None
@@ -142,7 +142,7 @@ async def submit_job(
     if follower is not None:
         request.app[keys.CHANNELS].subscribe(job["id"], follower)
     runner = request.app[keys.RUNNER]
-    runner.submit(job["id"], source_label(job.get("source")))
+    runner.submit(job)
     return runner.view(job)
 
 
@@ -165,37 +165,37 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    job = await _job_or_404(request)
+    job = await job_or_404(request)
     return web.json_response(await with_speakers(job, request.app[keys.RUNNER].view(job)))
 
 
 async def rename_speakers(request: web.Request) -> web.Response:
     """PATCH /api/jobs/{id}/speakers {"A": "Maria"}: names stored with the job."""
-    job = await _job_or_404(request)
+    job = await job_or_404(request)
     try:
         body = await request.json()
     except ValueError:
         raise ApiError(400, 'send a JSON object such as {"A": "Maria"}') from None
     names = await asyncio.to_thread(renamed, job, body)
     await request.app[keys.STORE].update_job(job["id"], speaker_names=names)
-    job = await _job_or_404(request)
+    job = await job_or_404(request)
     view = await with_speakers(job, request.app[keys.RUNNER].view(job))
     request.app[keys.CHANNELS].publish_job(view)
     return web.json_response(view)
 
 
 async def stop_job(request: web.Request) -> web.Response:
-    job = await _job_or_404(request)
+    job = await job_or_404(request)
     if JobStatus(job["status"]).is_final:
         raise ApiError(409, f"job {job['id']} already ended ({job['status']})")
     runner = request.app[keys.RUNNER]
     await runner.cancel(job["id"], REASON_STOPPED)
-    job = await _job_or_404(request)
+    job = await job_or_404(request)
     return web.json_response(runner.view(job))
 
 
 async def job_logs(request: web.Request) -> web.Response:
-    job = await _job_or_404(request)
+    job = await job_or_404(request)
     try:
         count = int(request.query.get("lines", "50"))
     except ValueError:
@@ -208,7 +208,7 @@ async def job_logs(request: web.Request) -> web.Response:
 
 
 async def job_log_file(request: web.Request) -> web.StreamResponse:
-    job = await _job_or_404(request)
+    job = await job_or_404(request)
     path = job.get("log_file_path")
     if not path or not await asyncio.to_thread(os.path.isfile, path):
         raise ApiError(404, f"job {job['id']} has no log yet")
@@ -222,7 +222,7 @@ async def job_log_file(request: web.Request) -> web.StreamResponse:
 
 
 async def job_metrics(request: web.Request) -> web.Response:
-    job = await _job_or_404(request)
+    job = await job_or_404(request)
     samples = await request.app[keys.STORE].get_metrics(job["id"])
     return web.json_response({"metrics": samples})
 

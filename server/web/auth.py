@@ -12,6 +12,7 @@ from aiohttp.web_middlewares import Middleware
 
 from server.config import is_loopback_name
 from server.web.errors import ApiError, Handler
+from server.web.node import NODE_PREFIX
 
 COOKIE_NAME = "transcriptor_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -32,7 +33,7 @@ def token_middleware(token: str) -> Middleware:
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/api/node/"):
+        if request.path.startswith(NODE_PREFIX):
             return await handler(request)  # a cluster node: its job's own secret is checked there
         given, from_query = presented_token(request)
         # Constant-time compare, so response timing tells nothing about the token.

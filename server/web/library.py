@@ -12,10 +12,9 @@ from aiohttp import web
 
 from server import keys
 from server.jobs.joblog import index_path
-from server.jobs.observer import source_label
 from server.store.library import JobStateError
+from server.web.api import job_or_404
 from server.web.errors import ApiError
-from server.web.transcripts import job_or_404
 
 
 async def retry_job(request: web.Request) -> web.Response:
@@ -30,7 +29,7 @@ async def retry_job(request: web.Request) -> web.Response:
         raise ApiError(409, str(error)) from None
     if new is None:
         raise ApiError(404, f"no job {job['id']}")
-    runner.submit(new["id"], source_label(new.get("source")))  # queues and tells the job list
+    runner.submit(new)  # queues and tells the job list
     return web.json_response(runner.view(new), status=201)
 
 

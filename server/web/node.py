@@ -19,6 +19,8 @@ from server.executors.ray import secret_hash
 from server.web.api import parse_job_id
 from server.web.errors import ApiError
 
+# What cluster nodes call: the token middleware lets it through, each handler checks its
+# job's own secret.
 NODE_PREFIX = "/api/node/"
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 

@@ -139,9 +139,8 @@ def parse_request(upload: Upload, models: dict[str, str], request: web.Request) 
     if diarize:
         options["word_timestamps"] = True  # a change of speaker splits a segment at a word
     if stream and not diarize:
-        # Batched decoding releases segments 8 windows at a time; a stream wants each one.
-        # Batch size 1 keeps the batched pipeline's speed (sequential decoding measured 5×
-        # slower, and no earlier first text); see docs/openai.md, "Streaming".
+        # A stream wants each window's segments as soon as they are final: one window per
+        # batch costs the same CPU here as eight (pipeline/windows.py, PIPELINE_NOTES.md).
         options["batch_size"] = 1
     return TranscriptionRequest(model, response_format, stream, words, options, speaker_names)
 

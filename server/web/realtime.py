@@ -124,10 +124,10 @@ class LiveSocket:
         address = f"@transcriptor-live-{uuid.uuid4().hex}"
         server = await asyncio.start_unix_server(self._connected, path=_abstract(address))
         try:
-            await self._create_job(address)
+            job = await self._create_job(address)
             # Subscribed before the job is queued, so no line of it can slip past.
             self.app[keys.CHANNELS].subscribe(self.job_id, self.follower)
-            self.runner.submit(self.job_id, SOURCE)
+            self.runner.submit(job)
             session_id = f"sess_live_{self.job_id}"
             await self.send(
                 self.translator.server_event(

@@ -38,5 +38,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/realtime", realtime.realtime)
     app.router.add_get("/v1/models/{id}", openai.get_model)
     app.router.add_get("/metrics", metrics.metrics)
-    app.router.add_get("/api/node/jobs/{id}/audio", node.job_audio)
+    app.router.add_get(f"{node.NODE_PREFIX}jobs/{{id}}/audio", node.job_audio)
     app.router.add_static("/static/", STATIC_DIR, name="static")

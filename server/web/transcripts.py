@@ -15,7 +15,7 @@ from server import keys
 from server.jobs.state import keeps_transcript
 from server.jobs.transcripts import document_of, ensure_stored, render
 from server.store.transcripts import EditConflict, SearchQueryError
-from server.web.api import parse_job_id
+from server.web.api import job_or_404
 from server.web.errors import ApiError
 from server.web.openai import verbose
 from server.web.speakers import names_of
@@ -35,15 +35,6 @@ AUDIO_TYPES = {
 }  # fmt: skip
 MAX_EDIT_CHARS = 10_000
 MAX_QUERY_CHARS = 500
-
-
-async def job_or_404(request: web.Request) -> dict[str, Any]:
-    raw = request.match_info["id"]
-    job_id = parse_job_id(raw)
-    job = await request.app[keys.STORE].get_job(job_id) if job_id is not None else None
-    if job is None:
-        raise ApiError(404, f"no job {raw[:20]!r}")
-    return job
 
 
 def _int(raw: str | None, name: str, default: int | None = None) -> int | None:

@@ -190,7 +190,7 @@ class UploadReceiver:
                         checked_at = size
                         self._check_room(16 * CHUNK_BYTES)
                     out.write(chunk)
-                # The periodic check above only runs every 4 MB: the reserve must still be free.
+                # The periodic check above only runs every 4 MiB: the reserve must still be free.
                 self._check_room(0)
         except OSError as error:
             partial.unlink(missing_ok=True)

@@ -40,6 +40,15 @@ async def seed_running_job(db: Path, child: subprocess.Popen[bytes], instance: d
         await store.close()
 
 
+def dead_instance() -> dict[str, Any]:
+    """A server instance whose process has exited: its row names a process that is gone."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    ident = read_identity(gone.pid)
+    assert ident is not None
+    gone.wait()
+    return {"pid": ident.pid, "start_ticks": ident.start_ticks, "boot_id": ident.boot_id}
+
+
 def start_sleeper() -> subprocess.Popen[bytes]:
     """A group leader the test owns, standing in for a pipeline a dead server left."""
     return subprocess.Popen(
@@ -63,14 +72,7 @@ async def test_restart_settles_jobs_of_a_dead_instance(aiohttp_client, make_conf
     config.data_dir.mkdir(parents=True)
     child = start_sleeper()
     try:
-        gone = subprocess.Popen([sys.executable, "-c", "pass"])
-        ident = read_identity(gone.pid)
-        assert ident is not None
-        gone.wait()  # its instance row now names a process that no longer exists
-        job_id = await seed_running_job(
-            config.db_path, child, {"pid": ident.pid, "start_ticks": ident.start_ticks,
-                                    "boot_id": ident.boot_id}
-        )
+        job_id = await seed_running_job(config.db_path, child, dead_instance())
         client = await aiohttp_client(create_app(config))
         job = await settled(client, job_id)
         assert job["status"] == "failed"
@@ -88,14 +90,7 @@ async def test_restart_resumes_a_job_its_dead_server_left_running(aiohttp_client
     config.data_dir.mkdir(parents=True)
     child = start_sleeper()
     try:
-        gone = subprocess.Popen([sys.executable, "-c", "pass"])
-        ident = read_identity(gone.pid)
-        assert ident is not None
-        gone.wait()
-        job_id = await seed_running_job(
-            config.db_path, child, {"pid": ident.pid, "start_ticks": ident.start_ticks,
-                                    "boot_id": ident.boot_id}
-        )
+        job_id = await seed_running_job(config.db_path, child, dead_instance())
         client = await aiohttp_client(create_app(config))
         job = await settled(client, job_id)
         # What was left of it (provably its own) is killed; the job runs again, resumed.
@@ -151,14 +146,7 @@ async def test_pid_reused_by_innocent_process_is_not_signalled(aiohttp_client, m
         [sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.DEVNULL
     )
     try:
-        gone = subprocess.Popen([sys.executable, "-c", "pass"])
-        ident = read_identity(gone.pid)
-        assert ident is not None
-        gone.wait()
-        job_id = await seed_running_job(
-            config.db_path, innocent, {"pid": ident.pid, "start_ticks": ident.start_ticks,
-                                       "boot_id": ident.boot_id}
-        )
+        job_id = await seed_running_job(config.db_path, innocent, dead_instance())
         with sqlite3.connect(config.db_path) as db:  # the pid is now someone else's
             db.execute("UPDATE transcription_jobs SET process_start_ticks = process_start_ticks - 7")
         client = await aiohttp_client(create_app(config))

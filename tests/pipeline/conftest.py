@@ -1,39 +1,14 @@
-"""Shared helpers for the pipeline tests: real `python -m pipeline` processes."""
+"""Fixtures for the pipeline tests; the processes themselves: tests/helpers/pipeline_proc.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.audio import REPO, SPEECH_CLIP, repeated_speech
+from tests.helpers.audio import SPEECH_CLIP, repeated_speech
 
 FIXTURE = SPEECH_CLIP
-
-
-def pipeline_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Never wait on the network for a model in tests.
-    env["HF_HUB_OFFLINE"] = "1"
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
-def run_pipeline(
-    *args: str | Path, timeout: float = 120, cwd: Path = REPO
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *map(str, args)],
-        cwd=cwd,
-        env=pipeline_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,7 @@
-"""probe(), decode() and chunk planning; no model involved."""
+"""probe(), decode() and stream(); no model involved."""
 
 from __future__ import annotations
 
-import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.audio import ProbeError, decode, plan_chunks, probe
-from tests.helpers.audio import write_wav
+from pipeline.audio import ProbeError, decode, probe, stream
+from tests.helpers.audio import REPO, write_wav
 
-from .conftest import FIXTURE, REPO
+from .conftest import FIXTURE
 
 
 def test_probe_reads_the_fixture_duration() -> None:
@@ -128,17 +127,12 @@ def test_probe_refuses_video_without_audio(tmp_path: Path) -> None:
         probe(path)
 
 
-def test_one_chunk_when_chunking_is_off() -> None:
-    assert [(c.start, c.end) for c in plan_chunks(100.0, 0, 3)] == [(0.0, 100.0)]
-    assert [(c.start, c.end) for c in plan_chunks(10.0, 30, 3)] == [(0.0, 10.0)]
-
-
-def test_chunks_cover_the_audio_with_overlap() -> None:
-    chunks = plan_chunks(100.0, 30, 4)
-    assert chunks[0].start == 0.0
-    assert chunks[-1].end == 100.0
-    for left, right in itertools.pairwise(chunks):
-        assert right.start == pytest.approx(left.end - 4)
-    assert [c.index for c in chunks] == list(range(len(chunks)))
-    # No sliver at the end: the last chunk is at least half a chunk long.
-    assert chunks[-1].end - chunks[-1].start >= 15
+def test_stream_gives_decode_in_blocks_and_skips_exactly() -> None:
+    whole = decode(FIXTURE)
+    blocks = list(stream(FIXTURE, first_seconds=1.0, block_seconds=2.5))
+    assert [len(b) for b in blocks[:-1]] == [16_000] + [40_000] * (len(blocks) - 2)
+    assert 0 < len(blocks[-1]) <= 40_000
+    assert np.array_equal(np.concatenate(blocks), whole)
+    rest = np.concatenate(list(stream(FIXTURE, 2.0, 2.0, skip_seconds=3.25)))
+    assert np.array_equal(rest, whole[52_000:])
+    assert list(stream(FIXTURE, skip_seconds=60.0)) == []  # resumed at the very end

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from tests.helpers.audio import write_wav
+from tests.helpers.pipeline_proc import run_pipeline
 
-from .conftest import FIXTURE, run_pipeline
+from .conftest import FIXTURE
 
 
 def _make(tmp_path: Path, case: str) -> Path:

@@ -81,7 +81,7 @@ def test_an_unknown_format_loads_as_it_is(cache: Path, tmp_path: Path) -> None:
 
 
 def test_a_worker_loads_the_copy(cache: Path, tmp_path: Path) -> None:
-    from .conftest import run_pipeline
+    from tests.helpers.pipeline_proc import run_pipeline
 
     done = run_pipeline(FIXTURE, "--out-dir", tmp_path / "out", "--formats", "txt")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -117,7 +117,7 @@ def test_a_truncated_source_loads_as_it_is(cache: Path, tmp_path: Path) -> None:
 
 
 def test_a_copy_that_does_not_load_falls_back_to_the_original(cache: Path, tmp_path: Path) -> None:
-    from .conftest import run_pipeline
+    from tests.helpers.pipeline_proc import run_pipeline
 
     copy = Path(int8_model(resolve_model("tiny.en")))
     data = (copy / "model.bin").read_bytes()

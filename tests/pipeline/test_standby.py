@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.protocol import STANDBY_READY
-from tests.helpers.audio import FIXTURE_SENTENCE
+from tests.helpers.audio import FIXTURE_SENTENCE, REPO
+from tests.helpers.pipeline_proc import pipeline_env
 from tests.helpers.procs import alive_in_group, wait_until
 from tests.helpers.wer import wer
 
-from .conftest import FIXTURE, REPO, pipeline_env
+from .conftest import FIXTURE
 
 pytestmark = pytest.mark.slow
 

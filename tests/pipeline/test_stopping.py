@@ -15,35 +15,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers.audio import REPO
+from tests.helpers.pipeline_proc import lines_until, pipeline_env, run_pipeline, start_pipeline
 from tests.helpers.procs import wait_until
 
-from .conftest import FIXTURE, REPO, pipeline_env, run_pipeline
-
-
-def _start(*args: str | Path, stdin: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", *map(str, args)],
-        cwd=REPO,
-        env=pipeline_env(),
-        stdin=stdin,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float = 60) -> list[str]:
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return seen
-    raise AssertionError(f"no {needle!r} in output:\n{''.join(seen)}")
+from .conftest import FIXTURE
 
 
 def _gone(process: psutil.Process) -> bool:
@@ -59,11 +35,11 @@ def test_sigterm_stops_within_a_second_and_keeps_partial_output(
     tmp_path: Path, long_speech: Path
 ) -> None:
     out_dir = tmp_path / "out"
-    process = _start(
+    process = start_pipeline(
         long_speech, "--out-dir", out_dir, "--processes", "2", "--chunk-seconds", "10"
     )
     try:
-        _wait_for_line(process, "[segment ")
+        lines_until(process, "[segment ", timeout=60)
         family = psutil.Process(process.pid).children(recursive=True)
         assert len(family) >= 2
         sent = time.monotonic()
@@ -164,7 +140,7 @@ def test_without_lifeline_stdin_at_dev_null_runs_to_completion(tmp_path: Path) -
 
 
 def test_with_lifeline_an_open_stdin_lets_it_finish(tmp_path: Path) -> None:
-    process = _start(
+    process = start_pipeline(
         FIXTURE, "--out-dir", tmp_path, "--formats", "txt", "--lifeline", stdin=subprocess.PIPE
     )
     assert process.stdin is not None and process.stdout is not None

@@ -61,6 +61,18 @@ def test_modules_are_small_and_server_top_level_is_short():
     assert len(list((REPO / "server").glob("*.py"))) <= 8
 
 
+
+def test_no_function_is_over_80_lines():
+    long = [
+        f"{p.relative_to(REPO)}:{node.lineno} {node.name}: {length}"
+        for folder in ("server", "pipeline")
+        for p in sorted((REPO / folder).rglob("*.py"))
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and (length := (node.end_lineno or node.lineno) - node.lineno + 1) > 80
+    ]
+    assert not long, long
+
 def test_layers_import_only_downwards():
     for path in (REPO / "pipeline").rglob("*.py"):
         assert not re.search(r"^\s*(from|import) server\b", path.read_text(), re.M), path

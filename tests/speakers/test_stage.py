@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,36 +16,12 @@ import psutil
 import pytest
 
 from benchmarks.conversations import Conversation, read_rttm
-from tests.helpers.audio import JFK, REPO
+from tests.helpers.audio import JFK
 from tests.helpers.cli_proc import cli
+from tests.helpers.pipeline_proc import lines_until, start_pipeline
 from tests.helpers.procs import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def _start(*args: str | Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", *map(str, args)],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _lines_until(process: subprocess.Popen[str], needle: str, timeout: float = 240) -> list[str]:
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line.rstrip("\n"))
-        if needle in line:
-            return seen
-    raise AssertionError(f"no {needle!r} in output:\n" + "\n".join(seen))
 
 
 def _finish(process: subprocess.Popen[str], timeout: float = 240) -> tuple[int, list[str]]:
@@ -71,7 +46,7 @@ def _stage_pid(process: subprocess.Popen[str], lines: list[str]) -> int:
 
 def test_two_voices_are_found_and_labelled_word_by_word(tmp_path: Path, dialog: Conversation) -> None:
     out = tmp_path / "out"
-    code, lines = _finish(_start(dialog.audio, "--out-dir", out, "--speakers", "auto"))
+    code, lines = _finish(start_pipeline(dialog.audio, "--out-dir", out, "--speakers", "auto"))
     assert code == 0, "\n".join(lines)
     assert any(x.startswith("[speakers] voice prints: 100%") for x in lines)
     assert any(x.startswith("[speakers] 2 speaker(s)") for x in lines)
@@ -103,7 +78,7 @@ def test_two_voices_are_found_and_labelled_word_by_word(tmp_path: Path, dialog: 
 @pytest.mark.skipif(not JFK.exists(), reason="../shared/audio/jfk.flac is not here")
 def test_one_real_speaker_is_one_speaker(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code, lines = _finish(_start(JFK, "--out-dir", out, "--speakers", "auto"))
+    code, lines = _finish(start_pipeline(JFK, "--out-dir", out, "--speakers", "auto"))
     assert code == 0, "\n".join(lines)
     segments = json.loads((out / "transcript.json").read_text())["segments"]
     assert {s["speaker"] for s in segments} == {"A"}
@@ -114,8 +89,8 @@ def test_a_crash_of_the_stage_fails_with_one_line_and_keeps_the_transcript(
     tmp_path: Path, dialog: Conversation
 ) -> None:
     out = tmp_path / "out"
-    process = _start(dialog.audio, "--out-dir", out, "--speakers", "2")
-    seen = _lines_until(process, "[speakers] finding 2")
+    process = start_pipeline(dialog.audio, "--out-dir", out, "--speakers", "2")
+    seen = lines_until(process, "[speakers] finding 2", timeout=240)
     psutil.Process(_stage_pid(process, seen)).send_signal(signal.SIGKILL)
     code, rest = _finish(process)
     assert code == 1, "\n".join(seen + rest)
@@ -131,8 +106,8 @@ def test_a_crash_of_the_stage_fails_with_one_line_and_keeps_the_transcript(
 
 def test_a_stop_during_the_stage_ends_the_job_and_its_children(tmp_path: Path, dialog: Conversation) -> None:
     out = tmp_path / "out"
-    process = _start(dialog.audio, "--out-dir", out, "--speakers", "auto")
-    seen = _lines_until(process, "[speakers] finding")
+    process = start_pipeline(dialog.audio, "--out-dir", out, "--speakers", "auto")
+    seen = lines_until(process, "[speakers] finding", timeout=240)
     family = psutil.Process(process.pid).children(recursive=True)
     assert _stage_pid(process, seen) in [p.pid for p in family]
     sent = time.monotonic()
@@ -148,7 +123,9 @@ def test_a_stop_during_the_stage_ends_the_job_and_its_children(tmp_path: Path, d
 
 def test_without_word_times_segments_get_one_speaker_each(tmp_path: Path, dialog: Conversation) -> None:
     out = tmp_path / "out"
-    code, lines = _finish(_start(dialog.audio, "--out-dir", out, "--speakers", "2", "--no-word-timestamps"))
+    code, lines = _finish(
+        start_pipeline(dialog.audio, "--out-dir", out, "--speakers", "2", "--no-word-timestamps")
+    )
     assert code == 0, "\n".join(lines)
     segments = json.loads((out / "transcript.json").read_text())["segments"]
     # Whole segments (they may span turns) carry the speaker of most of their time.
@@ -157,7 +134,9 @@ def test_without_word_times_segments_get_one_speaker_each(tmp_path: Path, dialog
 
 
 def test_a_bad_speakers_value_is_refused_before_anything_runs(tmp_path: Path) -> None:
-    code, lines = _finish(_start(tmp_path / "any.wav", "--out-dir", tmp_path / "out", "--speakers", "eleven"))
+    code, lines = _finish(
+        start_pipeline(tmp_path / "any.wav", "--out-dir", tmp_path / "out", "--speakers", "eleven")
+    )
     assert code == 2 and "off, auto or a number 1-10" in "\n".join(lines)
 
 
