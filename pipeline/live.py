@@ -209,10 +209,12 @@ def _serve(sock: socket.socket, decoder: Decoder, out_dir: Path, language: str, 
     on_completed_lock = threading.Lock()
 
     def emit(event: dict[str, Any]) -> None:
-        say.event(event)
+        # The files first: a client that saw `completed` and hangs up at once finds the
+        # utterance in the transcript of its cancelled job.
         if event["event"] == "completed":
             with on_completed_lock:
                 on_completed(event)
+        say.event(event)
 
     session = LiveSession(emit, TurnDetection())
     failed: list[BaseException] = []
