@@ -181,14 +181,10 @@ class Config:
         0, "CPU threads per worker by default (0: cores / max concurrent jobs)", metavar="N"
     )
     default_chunk_seconds: float = setting(
-        0.0,
-        "the most speech one window of a job holds, by default (0: the pipeline sizes windows)",
-        metavar="SECONDS",
+        0.0, "the most speech in one window of a job (0: the pipeline sizes them)", metavar="SECONDS"
     )
     default_overlap_seconds: float = setting(
-        3.0,
-        "no longer used (windows are cut in pauses); accepted so old settings still start",
-        metavar="SECONDS",
+        3.0, "no longer used (windows are cut in pauses; kept so old settings start)", metavar="SECONDS"
     )
     job_memory_mb: int | None = setting(
         None,
