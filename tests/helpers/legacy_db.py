@@ -65,3 +65,34 @@ def legacy_rows(path: Path) -> list[tuple[object, ...]]:
         return conn.execute("SELECT * FROM transcription_jobs ORDER BY id").fetchall()
     finally:
         conn.close()
+
+
+def roll_back(
+    path: Path,
+    version: int,
+    *,
+    columns: tuple[str, ...] = (),
+    tables: tuple[str, ...] = (),
+    triggers: tuple[str, ...] = (),
+    status: str = "queued",
+) -> None:
+    """Turn a fresh database at `path` back into one of schema `version`: drop what the
+    later versions added (`triggers`, `tables`, then the jobs table's `columns`) and add
+    one job row as that version would have held it."""
+    conn = sqlite3.connect(path)
+    try:
+        for name in triggers:
+            conn.execute(f"DROP TRIGGER {name}")
+        for name in tables:
+            conn.execute(f"DROP TABLE {name}")
+        for name in columns:
+            conn.execute(f"ALTER TABLE transcription_jobs DROP COLUMN {name}")
+        conn.execute(
+            "INSERT INTO transcription_jobs (filename, original_path, model, status, created_at) "
+            "VALUES ('old.wav', '/x/old.wav', 'tiny.en', ?, '2026-01-01 00:00:00.000')",
+            (status,),
+        )
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.commit()
+    finally:
+        conn.close()

@@ -1,4 +1,4 @@
-"""Schema version 4 adds the speaker names column; a version 3 database gains it."""
+"""Schema version 5 adds the speaker names column; a version 4 database gains it."""
 
 from __future__ import annotations
 
@@ -8,22 +8,15 @@ from pathlib import Path
 
 from server.store import Store
 from server.store.migrate import SCHEMA_VERSION
+from tests.helpers.legacy_db import roll_back
 
 
-async def test_a_v3_database_gains_speaker_names(tmp_path: Path) -> None:
-    path = tmp_path / "v3.db"
+async def test_a_v4_database_gains_speaker_names(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
     store = await Store.open(path)
     await store.close()
-    # Back to version 3: the same table without the column version 4 added.
-    conn = sqlite3.connect(path)
-    conn.execute("ALTER TABLE transcription_jobs DROP COLUMN speaker_names")
-    conn.execute(
-        "INSERT INTO transcription_jobs (filename, original_path, model, created_at) "
-        "VALUES ('old.wav', '/x/old.wav', 'tiny.en', '2026-01-01 00:00:00.000')"
-    )
-    conn.execute("PRAGMA user_version = 3")
-    conn.commit()
-    conn.close()
+    # Back to version 4: the same table without the column version 5 added.
+    roll_back(path, 4, columns=("speaker_names",))
     store = await Store.open(path)
     try:
         old = (await store.list_jobs())[0]
@@ -34,4 +27,4 @@ async def test_a_v3_database_gains_speaker_names(tmp_path: Path) -> None:
         await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert list(tmp_path.glob("v3.db.backup-v3-*"))
+    assert list(tmp_path.glob("v4.db.backup-v4-*"))

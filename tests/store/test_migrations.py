@@ -15,7 +15,7 @@ import pytest
 from server.store import CorruptDatabaseError, MigrationError, NewerSchemaError, Store, StoreError
 from server.store import migrate as store_module
 from server.store.migrate import SCHEMA_VERSION
-from tests.helpers.legacy_db import LEGACY_ROWS, legacy_rows, make_legacy_db
+from tests.helpers.legacy_db import LEGACY_ROWS, legacy_rows, make_legacy_db, roll_back
 from tests.helpers.store_rows import job_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -272,16 +272,7 @@ async def test_v1_database_gains_source_and_pipeline_options(tmp_path: Path) -> 
     store = await Store.open(path)
     await store.close()
     # Back to version 1: the same table without the two columns version 2 added.
-    conn = sqlite3.connect(path)
-    conn.execute("ALTER TABLE transcription_jobs DROP COLUMN source")
-    conn.execute("ALTER TABLE transcription_jobs DROP COLUMN pipeline_options")
-    conn.execute(
-        "INSERT INTO transcription_jobs (filename, original_path, model, created_at) "
-        "VALUES ('old.wav', '/x/old.wav', 'tiny.en', '2026-01-01 00:00:00.000')"
-    )
-    conn.execute("PRAGMA user_version = 1")
-    conn.commit()
-    conn.close()
+    roll_back(path, 1, columns=("source", "pipeline_options"))
     store = await Store.open(path)
     try:
         old = (await store.list_jobs())[0]

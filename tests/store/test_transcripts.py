@@ -10,7 +10,7 @@ import pytest
 
 from server.store import Store
 from server.store.transcripts import EditConflict, SearchQueryError
-from tests.helpers.legacy_db import make_legacy_db
+from tests.helpers.legacy_db import make_legacy_db, roll_back
 
 DOCUMENT = {
     "language": "en",
@@ -143,22 +143,17 @@ async def test_v3_database_upgrades_to_the_same_schema_as_a_fresh_one(tmp_path: 
     for path in (fresh, old):
         await (await Store.open(path)).close()
     # Back to version 3: without the tables, triggers and columns version 4 added.
-    conn = sqlite3.connect(old)
-    for name in ("transcript_segments_ai", "transcript_segments_ad", "transcript_segments_au"):
-        conn.execute(f"DROP TRIGGER {name}")
-    for table in ("webhook_attempts", "webhook_deliveries", "transcript_search", "transcript_edits",
-                  "transcript_segments", "transcripts"):  # fmt: skip
-        conn.execute(f"DROP TABLE {table}")
-    conn.execute("ALTER TABLE transcription_jobs DROP COLUMN webhook_url")
-    conn.execute("ALTER TABLE transcription_jobs DROP COLUMN retry_of")
-    conn.execute("ALTER TABLE transcription_jobs DROP COLUMN settled_at")
-    conn.execute(
-        "INSERT INTO transcription_jobs (filename, original_path, model, status, created_at) "
-        "VALUES ('old.wav', '/x/old.wav', 'tiny.en', 'completed', '2026-01-01 00:00:00.000')"
+    roll_back(
+        old,
+        3,
+        triggers=("transcript_segments_ai", "transcript_segments_ad", "transcript_segments_au"),
+        tables=(
+            "webhook_attempts", "webhook_deliveries", "transcript_search",
+            "transcript_edits", "transcript_segments", "transcripts",
+        ),
+        columns=("webhook_url", "retry_of", "settled_at"),
+        status="completed",
     )
-    conn.execute("PRAGMA user_version = 3")
-    conn.commit()
-    conn.close()
     store = await Store.open(old)
     try:
         (job,) = await store.list_jobs()
