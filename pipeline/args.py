@@ -123,9 +123,10 @@ def _decoding_options(parser: argparse.ArgumentParser) -> None:
     add(
         "--batch-size",
         type=whole_number(0),
-        default=defaults.DEFAULT_BATCH_SIZE,
-        help="windows decoded together by faster-whisper's BatchedInferencePipeline; "
-        "0 decodes sequentially",
+        default=None,
+        help="30-second pieces encoded together by faster-whisper's "
+        "BatchedInferencePipeline; 0 decodes sequentially; default: "
+        f"{defaults.DEFAULT_BATCH_SIZE} with --device cuda, {defaults.CPU_BATCH_SIZE} on CPU",
     )
     add(
         "--vad",

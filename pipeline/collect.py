@@ -54,7 +54,7 @@ class Collector:
         self.finished_seconds = run.released_until  # audio of finished windows
         self.first_done = False
         self.rate: float | None = None  # speech seconds a replica decodes per second
-        self.cap = settings.batch_size * PIECE_SECONDS if settings.batched else 4 * PIECE_SECONDS
+        self.cap = (settings.batch_size or 1) * PIECE_SECONDS if settings.batched else 4 * PIECE_SECONDS
         self.load_began = load_began
         self.transcribe_began = time.monotonic()
         self.shown, self.shown_at = -1.0, 0.0

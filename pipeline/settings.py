@@ -11,7 +11,11 @@ from pipeline.formats import FORMATS
 # Chosen by measurement on a 2-core box: see benchmarks/PIPELINE_NOTES.md.
 DEFAULT_MODEL = "tiny.en"
 DEFAULT_BEAM_SIZE = 5
+# The batch on a GPU, where batches pay. On CPU a window is encoded alone (batch 1): the
+# replicas decode side by side, and a bigger batch costs memory (about 54 MiB of attention
+# per 30-second piece, which malloc keeps) for no speed (PIPELINE_NOTES.md, "Memory").
 DEFAULT_BATCH_SIZE = 8
+CPU_BATCH_SIZE = 1
 DEFAULT_OVERLAP_SECONDS = 3.0
 MAX_AUTO_REPLICAS = 4
 
@@ -29,7 +33,7 @@ class Settings:
     chunk_seconds: float = 0.0  # the most speech in one window; 0: automatic
     overlap_seconds: float = DEFAULT_OVERLAP_SECONDS  # unused: windows are cut in pauses
     beam_size: int = DEFAULT_BEAM_SIZE
-    batch_size: int = DEFAULT_BATCH_SIZE  # 0: sequential decoding
+    batch_size: int | None = None  # None: by device (fit_to_machine); 0: sequential decoding
     vad: bool = True
     formats: tuple[str, ...] = FORMATS
     device: str = "cpu"
@@ -55,7 +59,7 @@ class Settings:
     @property
     def batched(self) -> bool:
         # Batching needs VAD to cut the audio into windows.
-        return self.batch_size > 0 and self.vad
+        return (self.batch_size is None or self.batch_size > 0) and self.vad
 
 
 def usable_cores() -> int:
@@ -85,11 +89,15 @@ def fit_to_machine(settings: Settings, cores: int) -> Settings:
         )
         threads = fitted
     replicas = settings.replicas if settings.replicas > 0 else auto_replicas(settings, cores, processes)
+    batch_size = settings.batch_size
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZE if settings.device == "cuda" else CPU_BATCH_SIZE
     return replace(
         settings,
         processes=processes,
         threads=threads,
         replicas=replicas,
+        batch_size=batch_size,
         warnings=settings.warnings + tuple(notes),
     )
 
