@@ -91,6 +91,12 @@ def test_one_piece_windows_on_two_workers_give_the_same_words(tmp_path: Path) ->
     assert "started on worker 2" in chunked.stdout
     assert text("chunked") == text("whole")
 
+    # On CPU a window is encoded alone by default; a batch of 8 gives the same words.
+    batched = run_pipeline(audio, "--out-dir", tmp_path / "batched", "--formats", "json", "--batch-size", "8")
+    assert batched.returncode == 0, batched.stdout + batched.stderr
+    assert "batch size 1" in whole.stdout and "batch size 8" in batched.stdout
+    assert text("batched") == text("whole")
+
     # Segments come out in time order with absolute timestamps.
     _, segments = _events(chunked.stdout)
     starts = [s.start for s in segments]
