@@ -146,6 +146,14 @@ class Deadline:
         return max(0.0, self.end - time.monotonic())
 
 
+async def receive_by(ws: Any, deadline: Deadline) -> Any:
+    """The next websocket frame, or TimeoutError at `deadline`. Not ws.receive(timeout=):
+    aiohttp starts that timeout afresh after every ping it answers, and the server pings
+    every 20 s, so a longer one never fires."""
+    async with asyncio.timeout(deadline.left):
+        return await ws.receive()
+
+
 def error_row(what: str, error: BaseException) -> Row:
     text = f"{type(error).__name__}: {error}".replace("\n", " ")[:200]
     return Row(what, "", "not measured", 0, None, None, "", None, note=f"failed: {text}")

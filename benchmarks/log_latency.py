@@ -25,7 +25,7 @@ import psutil
 from aiohttp import WSMsgType
 
 from benchmarks.client import BenchServer, fake
-from benchmarks.common import Deadline, Row, median, p99, run_async, run_script
+from benchmarks.common import Deadline, Row, median, p99, receive_by, run_async, run_script
 from server.web.lagprobe import WINDOW_SECONDS as LAG_WINDOW
 
 START_DELAY = 2.0  # the child waits this long, so every client subscribes before line 1
@@ -86,7 +86,7 @@ async def listen(server: BenchServer, job_id: int, listener: Listener, ready: as
         deadline = Deadline(timeout)
         while deadline and not listener.finished and listener.received < total:
             try:
-                message = await ws.receive(timeout=deadline.left)
+                message = await receive_by(ws, deadline)
             except TimeoutError:
                 break
             now = time.time()

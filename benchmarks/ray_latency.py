@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import sys
 import time
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 import psutil
 
 from benchmarks.client import BenchServer, fake
-from benchmarks.common import Deadline, Row, median, p99, run_async, run_script
+from benchmarks.common import Deadline, Row, median, p99, receive_by, run_async, run_script
 from server.procs.identity import marker_carriers
 
 FLAGS = fake("--lines", "100000", "--interval", "0.05", "--grandchildren", "1")
@@ -56,7 +57,7 @@ async def one_run(server: BenchServer, install_id: str) -> tuple[float, float, f
         first_any = first_pipeline = None
         deadline = Deadline(120)
         while deadline and first_pipeline is None:
-            frame = await ws.receive_json(timeout=deadline.left)
+            frame = json.loads((await receive_by(ws, deadline)).data)
             for message in frame if isinstance(frame, list) else [frame]:
                 if message.get("type") != "log":
                     continue

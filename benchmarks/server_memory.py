@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import psutil
 
 from benchmarks.client import BenchServer, fake, messages
-from benchmarks.common import Deadline, Row, median, run_async, run_script
+from benchmarks.common import Deadline, Row, median, receive_by, run_async, run_script
 
 FINAL = ("completed", "failed", "cancelled")
 
@@ -34,7 +34,7 @@ async def follow_one(server: BenchServer) -> str:
         await ws.send_json({"type": "subscribe", "job": job_id})
         deadline = Deadline(60)
         while deadline:
-            message = await ws.receive(timeout=deadline.left)
+            message = await receive_by(ws, deadline)
             for item in messages(message.data):
                 if item.get("type") == "status" and item.get("status") in FINAL:
                     return str(item["status"])

@@ -27,7 +27,7 @@ import psutil
 from aiohttp import WSMsgType
 
 from benchmarks.client import BenchServer, fake
-from benchmarks.common import Deadline, Row, median, p99, run_async, run_script
+from benchmarks.common import Deadline, Row, median, p99, receive_by, run_async, run_script
 from server.jobs.channels import SUBSCRIBER_QUEUE_SIZE
 
 READERS = 5
@@ -53,7 +53,7 @@ async def reader(server: BenchServer, job_id: int, lines: int) -> tuple[float, i
         await ws.send_json({"type": "subscribe", "job": job_id})
         deadline = Deadline(120)
         while deadline and position < lines:
-            message = await ws.receive(timeout=deadline.left)
+            message = await receive_by(ws, deadline)
             if message.type != WSMsgType.TEXT:
                 break
             data = message.data

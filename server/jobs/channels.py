@@ -3,7 +3,8 @@
 Publishing never awaits: each message is encoded once and offered to every subscriber's
 queue without waiting, so one slow client never holds the others back. A subscriber whose
 queue is full loses messages; it is then told how many log lines it missed (a `gap`
-message) as soon as it has room again.
+message) as soon as it has room again. Status changes have a small reserve past the
+bounds, so a subscriber that fell behind still hears its job end.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ REPLAY_LINES = 5000
 # the byte count for ASCII (non-ASCII is kept unescaped, 1 char each).
 SUBSCRIBER_QUEUE_BYTES = 8 * 1024 * 1024
 REPLAY_BYTES = 8 * 1024 * 1024
+# Room past a full queue kept for status changes (and the gap told before one): a client
+# that fell behind may lose lines, but it must hear that its job ended. A job has a few.
+STATUS_RESERVE = 64
+STATUS_RESERVE_BYTES = 64 * 1024
 _LOG_PREFIX = '{"type":"log",'
 
 
@@ -80,9 +85,12 @@ class Subscriber:
         """How many more messages, and how large in all, the queue takes now."""
         return self.maxsize - len(self.pending), self.maxbytes - self.size
 
-    def _put(self, encoded: str) -> bool:
+    def _put(self, encoded: str, reserve: bool = False) -> bool:
         pending = self.pending
-        if len(pending) >= self.maxsize or (pending and self.size + len(encoded) > self.maxbytes):
+        count, size = (STATUS_RESERVE, STATUS_RESERVE_BYTES) if reserve else (0, 0)
+        if len(pending) >= self.maxsize + count or (
+            pending and self.size + len(encoded) > self.maxbytes + size
+        ):
             return False
         pending.append(encoded)
         self.size += len(encoded)
@@ -97,16 +105,19 @@ class Subscriber:
         """Queue one message; `next_seq` is the seq of the next log line this one precedes
         (its own, for a log line); `event` is what the message encodes, if it has one."""
         # Called once per message per subscriber: the common case is one test and _put.
+        status = isinstance(event, StatusChange)
         if self.missed:
-            self._tell_missed(job_id, next_seq)
-        if not self._put(encoded) and log_line:
+            self._tell_missed(job_id, next_seq, reserve=status)
+        if not self._put(encoded, reserve=status) and log_line:
             self.missed[job_id] = self.missed.get(job_id, 0) + 1
 
-    def _tell_missed(self, job_id: int, next_seq: int) -> None:
+    def _tell_missed(self, job_id: int, next_seq: int, *, reserve: bool = False) -> None:
         pending = self.missed.get(job_id)
-        if pending and self.maxsize - len(self.pending) >= 2 and self.maxbytes - self.size >= 256:
+        count, size = (STATUS_RESERVE, STATUS_RESERVE_BYTES) if reserve else (0, 0)
+        room = self.maxsize + count - len(self.pending), self.maxbytes + size - self.size
+        if pending and room[0] >= 2 and room[1] >= 256:
             gap = {"type": "gap", "job": job_id, "missed": pending, "next_seq": next_seq}
-            self._put(encode(gap))
+            self._put(encode(gap), reserve=reserve)
             del self.missed[job_id]
 
     def send_direct(self, encoded: str) -> None:

@@ -78,3 +78,22 @@ def test_replay_takes_only_what_fits_the_queue_and_counts_the_rest() -> None:
     seqs = sorted({m["seq"] for m in messages})
     assert seqs == list(range(10 + missed + 1, 101))
     assert sum(map(len, replay)) <= 10 * 65_100
+
+
+def test_a_full_queue_still_hears_the_job_end_after_the_gap() -> None:
+    # A reader that fell behind a flood must not wait for ever on a job that ended: the
+    # final status (and the gap for the lines it lost) goes past the full queue.
+    channel = Channel(8)
+    behind = Subscriber(maxsize=10)
+    channel.subscribers.add(behind)
+    for i in range(25):
+        channel.publish_line(f"flood {i}", None)
+    assert len(behind.pending) == 10 and behind.missed == {8: 15}
+    channel.publish_status({"type": "status", "job": 8, "status": "completed"})
+    *lines, gap, status = (json.loads(m) for m in behind.pending)
+    assert [m["seq"] for m in lines] == list(range(1, 11))
+    assert gap == {"type": "gap", "job": 8, "missed": 15, "next_seq": 26}
+    assert status["status"] == "completed" and behind.missed == {}
+    # Plain messages still respect the bound.
+    channel.publish({"type": "metrics", "job": 8})
+    assert len(behind.pending) == 12
