@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.protocol import Event, Progress, Segment
+from server.jobs.state import JobStatus
 
 SUBSCRIBER_QUEUE_SIZE = 4096
 REPLAY_LINES = 5000
@@ -120,9 +121,10 @@ class Subscriber:
             self._put(encode(gap), reserve=reserve)
             del self.missed[job_id]
 
-    def send_direct(self, encoded: str) -> None:
-        """Queue a reply to this subscriber alone; dropped only if the queue is full."""
-        self._put(encoded)
+    def send_direct(self, encoded: str, *, reserve: bool = False) -> None:
+        """Queue a reply to this subscriber alone; dropped only if the queue is full
+        (`reserve`: past the bounds too, for a job's end)."""
+        self._put(encoded, reserve=reserve)
 
     async def take(self, limit: int) -> list[str]:
         """Wait until something is queued; then up to `limit` messages, oldest first."""
@@ -288,5 +290,6 @@ class Channels:
     def publish_job(self, job: dict[str, Any]) -> None:
         """A job's row changed: tell everyone following the job list."""
         encoded = encode({"type": "job", "job": job["id"], "data": job})
+        ended = JobStatus(job["status"]).is_final  # a job list must not show it running for ever
         for subscriber in self._feed:
-            subscriber.send_direct(encoded)
+            subscriber.send_direct(encoded, reserve=ended)

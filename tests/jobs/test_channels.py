@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.protocol import parse_line
-from server.jobs.channels import Channel, Subscriber, encode, encode_log
+from server.jobs.channels import Channel, Channels, Subscriber, encode, encode_log
 
 TRICKY_LINES = ["plain", 'a "quote" and \\ back', "tab\t nul\x00 unit\x1f", "✓ é 漢字 😀", "\u2028\u2029", ""]
 
@@ -97,3 +97,14 @@ def test_a_full_queue_still_hears_the_job_end_after_the_gap() -> None:
     # Plain messages still respect the bound.
     channel.publish({"type": "metrics", "job": 8})
     assert len(behind.pending) == 12
+
+
+def test_the_job_list_feed_still_hears_a_job_end_when_full() -> None:
+    channels = Channels()
+    page = Subscriber(maxsize=3)
+    channels.follow_jobs(page)
+    for progress in range(5):
+        channels.publish_job({"id": 4, "status": "running", "progress": progress / 10})
+    assert len(page.pending) == 3  # progress updates past the bound are dropped
+    channels.publish_job({"id": 4, "status": "completed", "progress": 1.0})
+    assert json.loads(page.pending[-1])["data"]["status"] == "completed"
