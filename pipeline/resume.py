@@ -61,8 +61,11 @@ class Checkpoints:
         self.written: tuple[float, int] | None = None
 
     def due(self, at: float, count: int) -> bool:
-        fresh = self.written != (at, count)
-        return fresh and time.monotonic() - self.written_at >= CHECKPOINT_SECONDS
+        """A checkpoint is due once the first segments are final, then every few seconds."""
+        if self.written == (at, count):
+            return False
+        first = self.written is None and count > 0
+        return first or time.monotonic() - self.written_at >= CHECKPOINT_SECONDS
 
     def write(self, segments: list[Segment], at: float, meta: dict[str, Any]) -> Path:
         """`segments` are everything the audio before `at` seconds gave, in order."""

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pipeline.protocol import Progress, parse_line
+from pipeline.resume import Checkpoints
 from tests.helpers.audio import JFK, REPO, repeated_speech
 from tests.helpers.pipeline_proc import pipeline_env, run_pipeline
 
@@ -148,3 +149,13 @@ def test_progress_comes_steadily_to_the_end(whole: tuple[Segments, Lines]) -> No
     first_segment = next(at for at, line in lines if line.startswith("[segment "))
     last_progress = times[-1]
     assert len(segments) >= 4 and last_progress - first_segment > 0
+
+
+def test_the_first_checkpoint_comes_with_the_first_segments(tmp_path: Path) -> None:
+    # A run killed in its first seconds still keeps what it finished.
+    checkpoints = Checkpoints(tmp_path)
+    assert not checkpoints.due(0.0, 0)  # nothing final yet
+    assert checkpoints.due(30.0, 4)
+    checkpoints.write([], 30.0, {"duration": 60.0})
+    assert not checkpoints.due(30.0, 4)  # nothing new
+    assert not checkpoints.due(45.0, 6)  # new, but the next one waits a few seconds

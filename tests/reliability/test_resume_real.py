@@ -56,9 +56,10 @@ def test_a_real_pipeline_resumes_mid_file_after_a_server_sigkill(start_server, t
     def a_third_done() -> bool:
         row = server.job(job["id"])
         assert row["status"] in ("queued", "running"), row  # the file is long enough
-        return row["progress"] >= 0.3
+        checkpoint = row.get("output_path") and Path(row["output_path"]) / "transcript.partial.json"
+        return row["progress"] >= 0.3 and bool(checkpoint) and checkpoint.exists()
 
-    wait_for(a_third_done, 300, "the job to be 30% done")
+    wait_for(a_third_done, 300, "the job to be 30% done and its partial transcript written")
     server.sigkill()
     began = time.monotonic()
     server.start()
