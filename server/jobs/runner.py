@@ -112,11 +112,17 @@ class Runner:
         return max(0, self.config.max_concurrent_jobs - len(self._runs))
 
     def live_jobs(self) -> list[LiveJob]:
-        return [LiveJob(r.job_id, r.phase.phase, r.metrics) for r in self._runs.values()]
+        """The runs whose ending is not recorded yet: once a job counts as finished (its
+        status, /metrics), it no longer counts as running, though its run is still let go."""
+        return [
+            LiveJob(r.job_id, r.phase.phase, r.metrics)
+            for r in self._runs.values()
+            if r.phase.phase is not Phase.ENDED
+        ]
 
     def stats(self) -> RunnerStats:
         return RunnerStats(
-            running=len(self._runs),
+            running=sum(r.phase.phase is not Phase.ENDED for r in self._runs.values()),
             queued=len(self._queue),
             log_lines=self._line_count.value,
             disconnect_timers=len(self._disconnect_timers),

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from server import keys
 from server.app import create_app
 
 
@@ -140,3 +141,17 @@ async def test_job_memory_is_the_samplers_bytes(aiohttp_client, make_config, ton
     gate.touch()
     await wait_metric(client, 'transcriptor_jobs_finished_total{status="completed"}', 1)
     assert (await scrape(client))["transcriptor_jobs_memory_bytes"] == 0
+
+
+async def test_a_job_whose_end_is_recorded_no_longer_counts_as_running(aiohttp_client, make_config, tone):
+    """From the moment a job's ending is recorded (jobs_finished counts it), the running
+    count and the running jobs' memory leave it out, though its run is still being let go."""
+    app = create_app(make_config(metrics_interval=0.3))
+    client = await aiohttp_client(app)
+    runner = app[keys.RUNNER]
+    seen: list[tuple[int, list[int]]] = []
+    runner.on_ended(
+        lambda _job: seen.append((runner.stats().running, [j.job_id for j in runner.live_jobs()]))
+    )
+    await run_job(client, tone, on_disconnect="keep")
+    assert seen == [(0, [])]
