@@ -82,17 +82,20 @@ class Subscriber:
     maxbytes: int = SUBSCRIBER_QUEUE_BYTES
     size: int = 0  # of what is pending
 
-    def room(self) -> tuple[int, int]:
-        """How many more messages, and how large in all, the queue takes now."""
-        return self.maxsize - len(self.pending), self.maxbytes - self.size
+    def room(self, reserve: bool = False) -> tuple[int, int]:
+        """How many more messages, and how large in all, the queue takes now (`reserve`:
+        counting the room kept for status changes)."""
+        count, size = self.maxsize - len(self.pending), self.maxbytes - self.size
+        return (count + STATUS_RESERVE, size + STATUS_RESERVE_BYTES) if reserve else (count, size)
 
     def _put(self, encoded: str, reserve: bool = False) -> bool:
         pending = self.pending
-        count, size = (STATUS_RESERVE, STATUS_RESERVE_BYTES) if reserve else (0, 0)
-        if len(pending) >= self.maxsize + count or (
-            pending and self.size + len(encoded) > self.maxbytes + size
-        ):
-            return False
+        if reserve:
+            count, size = self.room(reserve=True)
+            if count <= 0 or (pending and len(encoded) > size):
+                return False
+        elif len(pending) >= self.maxsize or (pending and self.size + len(encoded) > self.maxbytes):
+            return False  # the hot path (every log line), written out: no call, no tuple
         pending.append(encoded)
         self.size += len(encoded)
         if len(pending) == 1:
@@ -114,9 +117,8 @@ class Subscriber:
 
     def _tell_missed(self, job_id: int, next_seq: int, *, reserve: bool = False) -> None:
         pending = self.missed.get(job_id)
-        count, size = (STATUS_RESERVE, STATUS_RESERVE_BYTES) if reserve else (0, 0)
-        room = self.maxsize + count - len(self.pending), self.maxbytes + size - self.size
-        if pending and room[0] >= 2 and room[1] >= 256:
+        count, size = self.room(reserve)
+        if pending and count >= 2 and size >= 256:
             gap = {"type": "gap", "job": job_id, "missed": pending, "next_seq": next_seq}
             self._put(encode(gap), reserve=reserve)
             del self.missed[job_id]

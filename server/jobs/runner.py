@@ -111,18 +111,17 @@ class Runner:
     def free_slots(self) -> int:
         return max(0, self.config.max_concurrent_jobs - len(self._runs))
 
-    def live_jobs(self) -> list[LiveJob]:
+    def _unended(self) -> list[JobRun]:
         """The runs whose ending is not recorded yet: once a job counts as finished (its
         status, /metrics), it no longer counts as running, though its run is still let go."""
-        return [
-            LiveJob(r.job_id, r.phase.phase, r.metrics)
-            for r in self._runs.values()
-            if r.phase.phase is not Phase.ENDED
-        ]
+        return [r for r in self._runs.values() if r.phase.phase is not Phase.ENDED]
+
+    def live_jobs(self) -> list[LiveJob]:
+        return [LiveJob(r.job_id, r.phase.phase, r.metrics) for r in self._unended()]
 
     def stats(self) -> RunnerStats:
         return RunnerStats(
-            running=sum(r.phase.phase is not Phase.ENDED for r in self._runs.values()),
+            running=len(self._unended()),
             queued=len(self._queue),
             log_lines=self._line_count.value,
             disconnect_timers=len(self._disconnect_timers),

@@ -68,8 +68,6 @@ async def with_speakers(job: dict[str, Any], view: dict[str, Any]) -> dict[str, 
     return view
 
 
-
-
 def renamed(job: dict[str, Any], body: Any) -> str | None:
     """The job's speaker_names column after PATCH /api/jobs/{id}/speakers with `body`
     ({"A": "Maria"}); a name equal to the label (or empty) drops the rename."""
